@@ -1,0 +1,114 @@
+"""Acceptance: decide keep/discard from measurements, or ask for more of them."""
+
+from __future__ import annotations
+
+import abc
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ._config import AcceptanceConfig
+
+
+class Verdict(str, enum.Enum):
+    KEEP = "keep"
+    DISCARD = "discard"
+    MEASURE = "measure"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A policy's answer: keep, discard, or measure more (``more_candidate`` further runs of
+    the candidate and ``more_incumbent`` of the incumbent, interleaved by the loop)."""
+
+    verdict: Verdict
+    reason: str
+    more_candidate: int = 0
+    more_incumbent: int = 0
+
+    def __post_init__(self) -> None:
+        if self.verdict is Verdict.MEASURE and self.more_candidate + self.more_incumbent <= 0:
+            raise ValueError("a MEASURE decision must ask for at least one run")
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What a policy decides on. Values are primary metrics, oriented as measured;
+    ``better(a, b)`` in the policy uses ``direction``. ``noise_sigma`` is the calibrated
+    standard deviation of one run of the incumbent (None until measured)."""
+
+    candidate: Sequence[float]
+    incumbent: Sequence[float]
+    direction: str
+    noise_sigma: float | None = None
+
+    def improvement(self, a: float, b: float) -> float:
+        """How much better ``a`` is than ``b`` (positive = better) in metric units."""
+        return b - a if self.direction == "minimize" else a - b
+
+
+class Acceptance(abc.ABC):
+    """Decides whether a measured candidate replaces the incumbent.
+
+    Contract:
+    - ``decide(evidence)`` is called after each round of runs; it returns KEEP, DISCARD or
+      MEASURE. The loop runs what MEASURE asks for and calls ``decide`` again, up to
+      ``max_runs_per_candidate`` runs of the candidate; past that, a MEASURE counts as DISCARD.
+    - ``calibration_runs(experiments_done)`` says how many extra runs of the incumbent the loop
+      should make now to estimate noise (at the start: ``experiments_done == 0``). Default: 0.
+    - The incumbent's values grow over the run (baseline runs, re-measurements, calibration);
+      the recorded value of a kept candidate is the mean of its runs.
+    - Policies are pure: no I/O, no state beyond their config.
+    """
+
+    name: str = "acceptance"
+    max_runs_per_candidate: int = 1
+
+    def __init__(self, config: AcceptanceConfig | None = None) -> None:
+        self.config = config or AcceptanceConfig()
+
+    @abc.abstractmethod
+    def decide(self, evidence: Evidence) -> Decision: ...
+
+    def calibration_runs(self, experiments_done: int) -> int:
+        return 0
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values)
+
+
+class Greedy(Acceptance):
+    """The upstream rule: keep only if strictly better than the incumbent by more than
+    ``min_delta``, from one run each."""
+
+    name = "greedy"
+
+    def decide(self, evidence: Evidence) -> Decision:
+        cand = _mean(evidence.candidate)
+        inc = _mean(evidence.incumbent)
+        gain = evidence.improvement(cand, inc)
+        if gain > self.config.min_delta:
+            return Decision(Verdict.KEEP, f"improved by {gain:.6g} > min_delta {self.config.min_delta:g}")
+        return Decision(
+            Verdict.DISCARD, f"improvement {gain:.6g} not above min_delta {self.config.min_delta:g}"
+        )
+
+
+# Lazy registry: name -> "module:Class" (imported on use).
+ACCEPTANCE_POLICIES: dict[str, str] = {
+    "greedy": "autoresearch._acceptance:Greedy",
+}
+
+
+def make_acceptance(config: AcceptanceConfig) -> Acceptance:
+    from ._config import ConfigError
+    from ._objective import import_path
+
+    target = ACCEPTANCE_POLICIES.get(config.policy)
+    if target is None:
+        known = ", ".join(sorted(ACCEPTANCE_POLICIES))
+        raise ConfigError(f"acceptance.policy: unknown policy {config.policy!r} (known: {known})")
+    cls = import_path(target, "acceptance.policy")
+    policy: Acceptance = cls(config)
+    return policy

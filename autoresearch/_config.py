@@ -1,0 +1,307 @@
+"""The research config (``autoresearch.toml``): pydantic models, one per concern.
+
+A bad config stops before anything runs with a :class:`ConfigError` that names the file, the
+field and what to do.
+"""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+CONFIG_NAME = "autoresearch.toml"
+# The hard kill lands this far above the experiment's own budget unless timeout_s is set.
+DEFAULT_TIMEOUT_MARGIN_S = 60.0
+DEFAULT_TIMEOUT_FACTOR = 1.5
+
+
+class ConfigError(Exception):
+    """A config that cannot be used; the message says the file, the field and the fix."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ObjectiveConfig(_Model):
+    metric: str = Field("", description="Name of the primary metric (a column of results.tsv).")
+    direction: Literal["minimize", "maximize"] = Field(
+        "minimize", description="Whether a lower or a higher primary value is better."
+    )
+    source: Literal["summary", "metric-lines", "json"] = Field(
+        "summary",
+        description="Where the metric is read: the '---' block of 'name: value' lines, "
+        "'METRIC name=value' lines, or a JSON file the command writes.",
+    )
+    json_file: str = Field(
+        "metrics.json", description="With source='json': the file, relative to the domain folder."
+    )
+    secondary: list[str] = Field(
+        default_factory=list, description="Further metric names to record (from the same source)."
+    )
+    holdout: list[str] = Field(
+        default_factory=list,
+        description="Metric names recorded as holdout: never used to decide, never shown to a proposer.",
+    )
+    class_path: str | None = Field(
+        None,
+        alias="class",
+        description="An Objective subclass as 'module:Class' (e.g. 'objectives.ml:ValBpb').",
+    )
+    args: dict[str, Any] = Field(
+        default_factory=dict, description="Keyword arguments for the objective class."
+    )
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _need_metric_or_class(self) -> ObjectiveConfig:
+        if not self.metric and not self.class_path:
+            raise ValueError("set 'metric' (a metric name) or 'class' (module:Class)")
+        return self
+
+
+class AcceptanceConfig(_Model):
+    policy: str = Field("greedy", description="Acceptance policy name (see `autoresearch --help`).")
+    min_delta: float = Field(
+        0.0, ge=0, description="Keep only improvements strictly larger than this (metric units)."
+    )
+    z: float = Field(2.0, gt=0, description="threshold: keep if improvement > max(min_delta, z*sigma).")
+    repeats: int = Field(
+        3, ge=1, description="repeated/sequential: most runs of a candidate (and of the incumbent)."
+    )
+    test: Literal["welch", "bootstrap"] = Field(
+        "welch", description="repeated/sequential: the significance test."
+    )
+    p_value: float = Field(
+        0.05, gt=0, lt=1, description="welch: keep if the one-sided p-value is below this."
+    )
+    p_better: float = Field(
+        0.95, gt=0, lt=1, description="bootstrap: keep if P(candidate beats incumbent) >= this."
+    )
+    reject_margin_sigma: float = Field(
+        0.0, description="sequential: reject after one run if worse than the incumbent mean by this many sigma."
+    )
+    calibration_runs: int = Field(
+        0, ge=0, description="Runs of the incumbent to estimate noise at the start (0: policy default)."
+    )
+    calibrate_every: int = Field(
+        0, ge=0, description="Re-measure the incumbent's noise every N experiments (0: never)."
+    )
+
+
+class Knob(_Model):
+    name: str = Field(description="The knob's name (shown in descriptions).")
+    file: str = Field(description="The editable file holding the constant, relative to the domain.")
+    constant: str = Field(description="The UPPER_CASE module-level constant that holds the value.")
+    type: Literal["int", "float", "categorical"] = Field(description="Value type.")
+    low: float | None = Field(None, description="int/float: lowest value.")
+    high: float | None = Field(None, description="int/float: highest value.")
+    log: bool = Field(False, description="int/float: sample on a log scale.")
+    choices: list[Any] | None = Field(None, description="categorical: the allowed values.")
+
+    @model_validator(mode="after")
+    def _check(self) -> Knob:
+        if not self.constant.isupper() or not self.constant.replace("_", "").isalnum():
+            raise ValueError(f"knob {self.name!r}: constant {self.constant!r} is not UPPER_CASE")
+        if self.type == "categorical":
+            if not self.choices:
+                raise ValueError(f"knob {self.name!r}: a categorical knob needs 'choices'")
+        else:
+            if self.low is None or self.high is None:
+                raise ValueError(f"knob {self.name!r}: an {self.type} knob needs 'low' and 'high'")
+            if self.low >= self.high:
+                raise ValueError(f"knob {self.name!r}: low must be below high")
+            if self.log and self.low <= 0:
+                raise ValueError(f"knob {self.name!r}: a log-scale knob needs low > 0")
+        return self
+
+
+class LLMConfig(_Model):
+    model: str | None = Field(None, description="Model name as the server knows it.")
+    base_url: str | None = Field(None, description="OpenAI-compatible endpoint (None: OpenAI).")
+    api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable holding the key.")
+    temperature: float = Field(0.7, ge=0, description="Sampling temperature.")
+    max_output_tokens: int = Field(4096, gt=0, description="Cap on tokens per answer.")
+    request_timeout_s: float = Field(120.0, gt=0, description="Per-request timeout.")
+    max_retries: int = Field(4, ge=0, description="Retries on timeouts, 429 and 5xx.")
+    max_format_retries: int = Field(2, ge=0, description="Retries of a malformed answer.")
+    history_recent: int = Field(10, ge=0, description="Experiments shown in full in the prompt.")
+    whole_file_max_lines: int = Field(
+        200, gt=0, description="Files up to this size may be replaced whole."
+    )
+    price_in_per_mtok_usd: float | None = Field(None, ge=0, description="Input price override.")
+    price_out_per_mtok_usd: float | None = Field(None, ge=0, description="Output price override.")
+    json_schema: bool = Field(False, description="Ask the server for JSON-schema-constrained output.")
+
+
+class AgentConfig(_Model):
+    command: str | None = Field(None, description="The coding agent's command line.")
+    prompt_via: Literal["stdin", "arg"] = Field("stdin", description="How the prompt is handed over.")
+    timeout_s: float = Field(900.0, gt=0, description="Time limit for one proposal.")
+    env_allow: list[str] = Field(
+        default_factory=list, description="Credential variables the agent may see (glob patterns)."
+    )
+
+
+class ProposerConfig(_Model):
+    name: str | None = Field(
+        None, description="Default proposer: knob, scripted, llm or agent (None: knob if knobs exist)."
+    )
+    seed: int = Field(0, description="Seed for search proposers.")
+    script: str | None = Field(None, description="scripted: JSONL file, relative to the domain.")
+    knobs: list[Knob] = Field(default_factory=list, description="knob: the searchable constants.")
+    llm: LLMConfig = Field(default_factory=LLMConfig, description="llm proposer settings.")
+    agent: AgentConfig = Field(default_factory=AgentConfig, description="agent proposer settings.")
+
+
+class ResearchConfig(_Model):
+    """The whole research config of one domain folder (after the preset is merged)."""
+
+    name: str = Field("", description="Short name of the research setup.")
+    description: str = Field("", description="One line shown by `autoresearch domains`.")
+    editable: list[str] = Field(description="Globs (relative to the folder) a candidate may change.")
+    fixed: list[str] = Field(
+        default_factory=list, description="Globs of harness files: read-only, hash-checked each run."
+    )
+    program: str = Field("program.md", description="The research program a proposer reads.")
+    command: str = Field(description="Shell command that runs one experiment, in the domain folder.")
+    eval_command: str | None = Field(
+        None, description="Fixed harness command run after `command`; its output is the trusted one."
+    )
+    time_budget_s: float = Field(
+        300.0, gt=0, description="The experiment's budget, given as AUTORESEARCH_TIME_BUDGET_S."
+    )
+    timeout_s: float | None = Field(
+        None, gt=0, description="Hard kill of the whole run (default: 1.5 x budget + 60 s)."
+    )
+    eval_timeout_s: float | None = Field(
+        None, gt=0, description="Hard kill of eval_command (default: the same as timeout_s)."
+    )
+    memory_limit_mb: int | None = Field(
+        None, gt=0, description="Memory cap on the run's whole process tree (None: no cap)."
+    )
+    log_limit_mb: float = Field(
+        10.0, gt=0, description="Log size cap; the head and the tail are kept."
+    )
+    network: bool = Field(True, description="False runs the commands without network, where possible.")
+    env_allow: list[str] = Field(
+        default_factory=list, description="Variables kept although they look like credentials (globs)."
+    )
+    env_deny: list[str] = Field(
+        default_factory=list, description="Further variables removed from the run's environment (globs)."
+    )
+    env: dict[str, str] = Field(default_factory=dict, description="Variables set for every run.")
+    objective: ObjectiveConfig = Field(description="How a run is measured.")
+    acceptance: AcceptanceConfig = Field(
+        default_factory=AcceptanceConfig, description="How keep/discard is decided."
+    )
+    proposer: ProposerConfig = Field(
+        default_factory=ProposerConfig, description="Who proposes candidates."
+    )
+    default_preset: str | None = Field(None, description="Preset used when --preset is not given.")
+
+    @property
+    def hard_timeout_s(self) -> float:
+        if self.timeout_s is not None:
+            return self.timeout_s
+        return self.time_budget_s * DEFAULT_TIMEOUT_FACTOR + DEFAULT_TIMEOUT_MARGIN_S
+
+    @model_validator(mode="after")
+    def _check(self) -> ResearchConfig:
+        if not self.editable:
+            raise ValueError("'editable' is empty: list the files a candidate may change")
+        for pattern in [*self.editable, *self.fixed]:
+            if pattern.startswith("/") or ".." in Path(pattern).parts:
+                raise ValueError(f"glob {pattern!r} must be relative to the folder, without '..'")
+        if self.timeout_s is not None and self.timeout_s < self.time_budget_s:
+            raise ValueError(
+                f"timeout_s ({self.timeout_s}) is below time_budget_s ({self.time_budget_s}): "
+                "the hard kill must come after the budget"
+            )
+        return self
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _format_errors(path: Path, err: ValidationError) -> str:
+    lines = [f"{path}: invalid config"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown field (check the spelling; see the config reference in the README)"
+        elif e["type"] == "missing":
+            msg = "required field is missing"
+        lines.append(f"  {loc}: {msg}")
+    return "\n".join(lines)
+
+
+def read_raw(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: no such file. Create one with `autoresearch init {path.parent}`."
+        ) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+
+
+def preset_names(raw: dict[str, Any]) -> list[str]:
+    presets = raw.get("presets", {})
+    return sorted(presets) if isinstance(presets, dict) else []
+
+
+def load_config(
+    domain_dir: Path,
+    preset: str | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> tuple[ResearchConfig, str | None]:
+    """Read ``DIR/autoresearch.toml``, merge the preset and overrides, validate.
+
+    Returns the config and the name of the preset used (None for none).
+    Overrides use dotted keys for nested fields (``{"acceptance.policy": "greedy"}``).
+    """
+    path = domain_dir / CONFIG_NAME
+    raw = read_raw(path)
+    presets = raw.pop("presets", {})
+    if not isinstance(presets, dict):
+        raise ConfigError(f"{path}: presets: must be a table of tables ([presets.cpu], ...)")
+    chosen = preset if preset is not None else raw.get("default_preset")
+    if chosen is not None:
+        if chosen not in presets:
+            known = ", ".join(sorted(presets)) or "none defined"
+            raise ConfigError(
+                f"{path}: preset {chosen!r} not found (presets: {known}). "
+                "Pick one with --preset or define [presets.NAME]."
+            )
+        if not isinstance(presets[chosen], dict):
+            raise ConfigError(f"{path}: presets.{chosen}: must be a table")
+        raw = _deep_merge(raw, presets[chosen])
+    for dotted, value in (overrides or {}).items():
+        if value is None:
+            continue
+        node = raw
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    try:
+        config = ResearchConfig.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(_format_errors(path, e)) from None
+    return config, chosen

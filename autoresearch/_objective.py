@@ -1,0 +1,161 @@
+"""Objective: turns a finished run into a Measurement, and optionally gates a keep."""
+
+from __future__ import annotations
+
+import abc
+import importlib
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ._config import ConfigError, ObjectiveConfig
+from ._types import ExperimentRecord, GateResult, Measurement, RunResult
+
+
+class MetricMissing(Exception):
+    """The run produced no value for the primary metric (the experiment is a crash)."""
+
+
+class Objective(abc.ABC):
+    """Measures a finished run.
+
+    Contract:
+    - ``measure`` is called once per successful sandbox run (exit code 0 within limits), in
+      the driver's process, with the run's worktree still present. It returns a Measurement
+      or raises :class:`MetricMissing` (the experiment is then recorded as a crash). It must
+      not edit files of the worktree.
+    - ``gate`` is called only for a candidate about to be kept, with its last run. A failed
+      gate records ``gate_failed``. The default passes.
+    - ``report`` returns extra figures for ``autoresearch status`` computed from the whole
+      history (e.g. a deflated Sharpe ratio). The default returns none.
+    - Direction (minimize/maximize) comes from the config, not from the objective.
+    - Not guaranteed: that ``measure`` sees every run of a candidate in order across resumes.
+    """
+
+    @abc.abstractmethod
+    def measure(self, run: RunResult) -> Measurement: ...
+
+    def gate(self, run: RunResult) -> GateResult:
+        return GateResult(True)
+
+    def report(self, history: Sequence[ExperimentRecord]) -> Mapping[str, float]:
+        return {}
+
+
+_NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?inf|nan"
+_SUMMARY_LINE = re.compile(rf"^\s*([A-Za-z_][\w.]*)\s*:\s*({_NUMBER})\s*$", re.IGNORECASE)
+_METRIC_LINE = re.compile(rf"^METRIC\s+([A-Za-z_][\w.]*)\s*=\s*({_NUMBER})\s*$", re.IGNORECASE)
+
+
+def parse_summary(text: str) -> dict[str, float]:
+    """Values of the last ``---`` block of ``name: value`` lines (the upstream format)."""
+    lines = text.splitlines()
+    start = None
+    for i in range(len(lines) - 1, -1, -1):
+        if lines[i].strip() == "---":
+            start = i
+            break
+    if start is None:
+        return {}
+    out: dict[str, float] = {}
+    for line in lines[start + 1 :]:
+        m = _SUMMARY_LINE.match(line)
+        if m:
+            out[m.group(1)] = float(m.group(2))
+    return out
+
+
+def parse_metric_lines(text: str) -> dict[str, float]:
+    """Values of ``METRIC name=value`` lines; a later line overrides an earlier one."""
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        m = _METRIC_LINE.match(line.strip())
+        if m:
+            out[m.group(1)] = float(m.group(2))
+    return out
+
+
+class MetricObjective(Objective):
+    """Reads named metrics from the trusted output: a summary block, METRIC lines or JSON."""
+
+    def __init__(
+        self,
+        metric: str,
+        source: str = "summary",
+        json_file: str = "metrics.json",
+        secondary: Sequence[str] = (),
+        holdout: Sequence[str] = (),
+    ) -> None:
+        if source not in ("summary", "metric-lines", "json"):
+            raise ValueError(f"unknown metric source {source!r}")
+        self.metric = metric
+        self.source = source
+        self.json_file = json_file
+        self.secondary = tuple(secondary)
+        self.holdout = tuple(holdout)
+
+    def values(self, run: RunResult) -> dict[str, float]:
+        if self.source == "json":
+            path = run.workdir / self.json_file
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+            except FileNotFoundError:
+                raise MetricMissing(f"the run wrote no {self.json_file}") from None
+            except json.JSONDecodeError as e:
+                raise MetricMissing(f"{self.json_file} is not valid JSON: {e}") from None
+            if not isinstance(data, dict):
+                raise MetricMissing(f"{self.json_file} must hold a JSON object")
+            out: dict[str, float] = {}
+            for k, v in data.items():
+                if isinstance(v, (int, float)) and not isinstance(v, bool):
+                    out[str(k)] = float(v)
+            return out
+        text = run.trusted_output()
+        return parse_summary(text) if self.source == "summary" else parse_metric_lines(text)
+
+    def measure(self, run: RunResult) -> Measurement:
+        values = self.values(run)
+        if self.metric not in values:
+            where = "eval output" if run.eval_log_path is not None else "output"
+            raise MetricMissing(f"no {self.metric!r} in the run's {where} ({self.source})")
+        primary = values[self.metric]
+        if not math.isfinite(primary):
+            raise MetricMissing(f"{self.metric} is {primary}")
+        secondary = {k: values[k] for k in self.secondary if k in values}
+        holdout = {k: values[k] for k in self.holdout if k in values}
+        return Measurement(primary, secondary, holdout)
+
+
+def load_objective(config: ObjectiveConfig) -> Objective:
+    """The objective a config names: a class path with arguments, or a MetricObjective."""
+    if not config.class_path:
+        return MetricObjective(
+            config.metric, config.source, config.json_file, config.secondary, config.holdout
+        )
+    cls = import_path(config.class_path, "objective.class")
+    if not (isinstance(cls, type) and issubclass(cls, Objective)):
+        raise ConfigError(f"objective.class: {config.class_path} is not an Objective subclass")
+    kwargs: dict[str, Any] = dict(config.args)
+    try:
+        return cls(**kwargs)
+    except TypeError as e:
+        raise ConfigError(f"objective.args: {config.class_path} rejected its arguments: {e}") from None
+
+
+def import_path(path: str, field: str) -> Any:
+    """Import ``module:attr``; a ConfigError names ``field`` if it cannot be found."""
+    module_name, _, attr = path.partition(":")
+    if not module_name or not attr:
+        raise ConfigError(f"{field}: {path!r} must look like 'module:Name'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise ConfigError(
+            f"{field}: cannot import {module_name!r} ({e}). Is the package (or its extra) installed?"
+        ) from None
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise ConfigError(f"{field}: {module_name!r} has no {attr!r}") from None

@@ -1,0 +1,71 @@
+"""Proposer: given the context, return a Candidate (file edits + description + hypothesis)."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ._types import Candidate, Context, ExperimentRecord
+
+if TYPE_CHECKING:
+    from ._config import ResearchConfig
+
+
+@dataclass(frozen=True)
+class ProposerSettings:
+    """What a proposer is built from: the resolved config, where things live, CLI options."""
+
+    config: ResearchConfig
+    domain_dir: Path
+    state_dir: Path
+    ledger_path: Path
+    tag: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Proposer(abc.ABC):
+    """Proposes one candidate at a time.
+
+    Contract (call order, per run of the loop):
+    1. ``restore(history)`` once, before the first proposal, with the ledger's records of
+       this tag (empty for a new run) so a resumed proposer continues where it stopped.
+    2. For each experiment: ``propose(context)``, then ``observe(candidate, record)`` with
+       the recorded outcome. ``propose`` returns None when it has nothing more to propose
+       (the loop then ends). An exception from ``propose`` is recorded as an ``invalid``
+       experiment and the loop goes on.
+    3. ``close()`` once at the end, also after an interruption.
+
+    A proposer never runs experiments. It is called from one thread. Its ``name`` is stored
+    with every experiment.
+    """
+
+    name: str = "proposer"
+
+    @abc.abstractmethod
+    def propose(self, context: Context) -> Candidate | None: ...
+
+    def observe(self, candidate: Candidate, record: ExperimentRecord) -> None:  # noqa: B027
+        """Learn from a recorded outcome. Default: nothing."""
+
+    def restore(self, history: Sequence[ExperimentRecord]) -> None:  # noqa: B027
+        """Continue after a resume. Default: nothing."""
+
+    def close(self) -> None:  # noqa: B027
+        """Release resources (servers, studies). Default: nothing."""
+
+    @classmethod
+    def from_settings(cls, settings: ProposerSettings) -> Proposer:
+        """Build from the config and CLI options; subclasses with arguments override this."""
+        return cls()
+
+
+# Lazy registry: name -> "module:Class", imported only when chosen.
+PROPOSERS: dict[str, str] = {
+    "knob": "autoresearch._knob:KnobProposer",
+    "scripted": "autoresearch._scripted:ScriptedProposer",
+    "llm": "autoresearch._llm:LLMProposer",
+    "agent": "autoresearch._agent:AgentCLIProposer",
+}

@@ -1,0 +1,255 @@
+"""Sandbox: run a candidate's commands with a wall-clock budget, a memory cap, a scrubbed
+environment, whole-tree kill and a capped log."""
+
+from __future__ import annotations
+
+import abc
+import functools
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ._proc import (
+    MARKER_VAR,
+    CappedLog,
+    MemoryCgroup,
+    kill_tree,
+    new_marker,
+    pids_with_marker,
+    rss_mb,
+    scrub_env,
+)
+from ._types import RunResult, Status
+
+# Seconds between SIGTERM and SIGKILL when a run is ended.
+KILL_GRACE_S = 3.0
+# How often the RSS of a run is sampled where no cgroup enforces the memory cap.
+RSS_POLL_S = 0.1
+# Seconds to wait for the log pump after the run's processes are gone.
+LOG_DRAIN_S = 5.0
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One sandbox run: ``command`` then, if it succeeded, the fixed ``eval_command``."""
+
+    workdir: Path
+    command: str
+    log_path: Path
+    time_budget_s: float
+    timeout_s: float
+    seed: int = 0
+    eval_command: str | None = None
+    eval_log_path: Path | None = None
+    eval_timeout_s: float | None = None
+    memory_limit_mb: int | None = None
+    log_limit_mb: float = 10.0
+    network: bool = True
+    env: Mapping[str, str] = field(default_factory=dict)
+    env_allow: tuple[str, ...] = ()
+    env_deny: tuple[str, ...] = ()
+    marker_prefix: str = "autoresearch"
+    gpu_ids: str | None = None
+
+
+class Sandbox(abc.ABC):
+    """Runs the commands of one candidate and reports what happened.
+
+    Contract:
+    - ``run(spec)`` blocks until every process the run started has ended, and never raises
+      for a failing command: failures come back as ``RunResult.failure`` (CRASH, TIMEOUT, OOM,
+      INTERRUPTED) with a reason. It writes the logs named in the spec.
+    - ``cancel()`` may be called from another thread or a signal handler; the current run
+      ends as INTERRUPTED. A cancel before ``run`` starts affects only the next run.
+    - Nothing the candidate prints is trusted by the sandbox beyond the log it writes.
+    """
+
+    @abc.abstractmethod
+    def run(self, spec: RunSpec) -> RunResult: ...
+
+    def cancel(self) -> None:  # noqa: B027
+        """End the current run as INTERRUPTED. Default: nothing."""
+
+    @property
+    def warnings(self) -> list[str]:
+        """Limits asked for that this sandbox cannot enforce here (e.g. no network isolation)."""
+        return []
+
+
+@functools.cache
+def _can_unshare_net() -> str | None:
+    """None if ``unshare -n`` works here, else why not."""
+    exe = shutil.which("unshare")
+    if exe is None:
+        return "the 'unshare' tool is not installed"
+    try:
+        res = subprocess.run([exe, "-n", "true"], capture_output=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"unshare failed: {e}"
+    if res.returncode != 0:
+        return f"unshare -n is not permitted here ({res.stderr.decode(errors='replace').strip()})"
+    return None
+
+
+class LocalSandbox(Sandbox):
+    """Runs commands on this machine.
+
+    Containment: every process of the run carries a marker in its environment and, where
+    cgroups are writable, sits in a memory cgroup of its own; the kill on timeout, cancel or
+    exit reaches all of them (grandchildren, and processes that called setsid). The memory cap
+    is the cgroup's (the kernel's OOM killer) or, without cgroups, a poll of the tree's RSS.
+    RLIMIT_AS is never used: it breaks CUDA.
+    """
+
+    def __init__(self) -> None:
+        self._cancel = threading.Event()
+        self._wake = threading.Event()
+        self._warnings: list[str] = []
+
+    @property
+    def warnings(self) -> list[str]:
+        return list(self._warnings)
+
+    def cancel(self) -> None:
+        self._cancel.set()
+        self._wake.set()
+
+    def run(self, spec: RunSpec) -> RunResult:
+        self._cancel.clear()
+        env = self._environment(spec)
+        spec.log_path.parent.mkdir(parents=True, exist_ok=True)
+        status, reason, code, wall, peak = self._run_one(
+            spec, spec.command, spec.log_path, spec.timeout_s, env
+        )
+        eval_code = None
+        if status is None and spec.eval_command:
+            assert spec.eval_log_path is not None
+            e_status, e_reason, eval_code, e_wall, e_peak = self._run_one(
+                spec, spec.eval_command, spec.eval_log_path, spec.eval_timeout_s or spec.timeout_s, env
+            )
+            wall += e_wall
+            peak = max(peak, e_peak)
+            if e_status is not None:
+                status, reason = e_status, f"eval_command: {e_reason}"
+        return RunResult(
+            workdir=spec.workdir,
+            log_path=spec.log_path,
+            exit_code=code,
+            wall_s=wall,
+            peak_memory_mb=peak,
+            seed=spec.seed,
+            failure=status,
+            reason=reason,
+            eval_log_path=spec.eval_log_path if spec.eval_command else None,
+            eval_exit_code=eval_code,
+        )
+
+    def _environment(self, spec: RunSpec) -> dict[str, str]:
+        env = scrub_env(dict(os.environ), spec.env_allow, spec.env_deny)
+        env.update(spec.env)
+        # The interpreter running the harness comes first on PATH, so `python` in a command
+        # is the one with the project's packages even when no venv is activated.
+        env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+        env["AUTORESEARCH_TIME_BUDGET_S"] = f"{spec.time_budget_s:g}"
+        env["AUTORESEARCH_SEED"] = str(spec.seed)
+        env["PYTHONUNBUFFERED"] = "1"
+        env.pop("VIRTUAL_ENV_PROMPT", None)
+        if spec.gpu_ids is not None:
+            env["CUDA_VISIBLE_DEVICES"] = spec.gpu_ids
+        return env
+
+    def _run_one(
+        self, spec: RunSpec, command: str, log_path: Path, timeout_s: float, base_env: dict[str, str]
+    ) -> tuple[Status | None, str, int | None, float, float]:
+        marker = new_marker(spec.marker_prefix)
+        env = dict(base_env)
+        env[MARKER_VAR] = marker
+        cgroup = MemoryCgroup.create(marker.replace(":", "-"), spec.memory_limit_mb)
+        if spec.memory_limit_mb is not None and cgroup is None:
+            self._note("memory cap enforced by polling RSS (cgroups not writable here)")
+        argv = ["/bin/sh", "-c", command]
+        if cgroup is not None:
+            join = f"echo $$ > {shlex.quote(str(cgroup.procs_file))} && exec /bin/sh -c \"$1\""
+            argv = ["/bin/sh", "-c", join, "autoresearch-run", command]
+        if not spec.network:
+            why = _can_unshare_net()
+            if why is None:
+                argv = ["unshare", "-n", "--", *argv]
+            else:
+                self._note(f"network=false not enforced: {why}")
+
+        def find_pids() -> list[int]:
+            found = set(pids_with_marker(marker))
+            if cgroup is not None:
+                found.update(cgroup.pids())
+            return sorted(found)
+
+        start = time.monotonic()
+        log_limit = int(spec.log_limit_mb * 1024 * 1024)
+        self._wake.clear()
+        proc = subprocess.Popen(
+            argv,
+            cwd=spec.workdir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        assert proc.stdout is not None
+        log = CappedLog(proc.stdout, log_path, log_limit)
+        waiter = threading.Thread(target=lambda: (proc.wait(), self._wake.set()), daemon=True)
+        waiter.start()
+        deadline = start + timeout_s
+        poll_rss = cgroup is None
+        peak = 0.0
+        failure: Status | None = None
+        reason = ""
+        while proc.poll() is None:
+            remaining = deadline - time.monotonic()
+            if self._cancel.is_set():
+                failure, reason = Status.INTERRUPTED, "interrupted"
+                break
+            if remaining <= 0:
+                failure, reason = Status.TIMEOUT, f"exceeded timeout_s={timeout_s:g}"
+                break
+            self._wake.wait(min(remaining, RSS_POLL_S) if poll_rss else remaining)
+            self._wake.clear()
+            if poll_rss:
+                peak = max(peak, rss_mb(find_pids()))
+                if spec.memory_limit_mb is not None and peak > spec.memory_limit_mb:
+                    failure = Status.OOM
+                    reason = f"process tree RSS {peak:.0f} MB > memory_limit_mb={spec.memory_limit_mb}"
+                    break
+        # End the whole tree: on failure, and also strays left behind by a clean exit.
+        kill_tree(find_pids, proc.pid, KILL_GRACE_S if failure else 0.2)
+        code = proc.wait()
+        wall = time.monotonic() - start
+        log.join(LOG_DRAIN_S)
+        if cgroup is not None:
+            peak = max(peak, cgroup.peak_mb())
+            if failure is None and cgroup.oom_killed():
+                failure = Status.OOM
+                reason = f"killed by the kernel at memory_limit_mb={spec.memory_limit_mb}"
+            cgroup.remove()
+        if failure is None and code != 0:
+            failure = Status.CRASH
+            reason = f"exit code {code}" if code > 0 else f"killed by signal {-code}"
+        return failure, reason, code, wall, peak
+
+    def _note(self, message: str) -> None:
+        if message not in self._warnings:
+            self._warnings.append(message)
+
+
+def end_strays(marker_prefix: str) -> int:
+    """End every process whose run marker starts with ``marker_prefix`` (e.g. runs of a
+    driver that died). Returns how many were found."""
+    return kill_tree(lambda: pids_with_marker(marker_prefix), None, KILL_GRACE_S)

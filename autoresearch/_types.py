@@ -1,0 +1,221 @@
+"""Records that cross a plug-in boundary: frozen dataclasses and one Status enum."""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class Status(str, enum.Enum):
+    """The outcome of one experiment (and of one sandbox run, where it applies)."""
+
+    KEEP = "keep"
+    DISCARD = "discard"
+    CRASH = "crash"
+    TIMEOUT = "timeout"
+    OOM = "oom"
+    INVALID = "invalid"
+    GATE_FAILED = "gate_failed"
+    INTERRUPTED = "interrupted"
+    # Internal: a ledger row whose experiment is still in progress. Never a final status.
+    RUNNING = "running"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+FINAL_STATUSES: tuple[Status, ...] = tuple(s for s in Status if s is not Status.RUNNING)
+
+
+@dataclass(frozen=True)
+class Edit:
+    """One change to one file, with ``path`` relative to the domain folder.
+
+    Exactly one form: ``content`` (write or create the whole file), ``search`` + ``replace``
+    (the search text must match exactly once), or ``delete=True``.
+    """
+
+    path: str
+    content: str | None = None
+    search: str | None = None
+    replace: str | None = None
+    delete: bool = False
+
+    def __post_init__(self) -> None:
+        forms = [self.content is not None, self.search is not None, self.delete]
+        if sum(forms) != 1:
+            raise ValueError(
+                f"edit of {self.path!r} must have exactly one of content, search/replace or delete"
+            )
+        if self.search is not None and self.replace is None:
+            raise ValueError(f"edit of {self.path!r} has 'search' but no 'replace'")
+        if not self.path:
+            raise ValueError("edit has an empty path")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """What a proposer returns: edits plus a one-line description and a hypothesis.
+
+    ``meta`` is proposer-private state stored in the ledger (e.g. the script line or the
+    Optuna trial number) and handed back on resume. ``tokens``/``cost_usd`` are what
+    producing this candidate cost.
+    """
+
+    description: str
+    edits: tuple[Edit, ...] = ()
+    hypothesis: str = ""
+    meta: Mapping[str, object] = field(default_factory=dict)
+    tokens: int = 0
+    cost_usd: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.description.strip():
+            raise ValueError("a candidate needs a one-line description")
+        object.__setattr__(self, "description", " ".join(self.description.split()))
+        object.__setattr__(self, "edits", tuple(self.edits))
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One finished sandbox run of a candidate: the command, then the fixed ``eval_command``.
+
+    ``failure`` is None when every command exited 0 within its limits, else CRASH, TIMEOUT,
+    OOM or INTERRUPTED, with ``reason`` saying why. ``workdir`` is the domain folder inside
+    the candidate's worktree (files the run wrote are there until the run is cleaned up).
+    Objectives read ``trusted_output()``: the eval log when there is an eval command,
+    else the command's own log.
+    """
+
+    workdir: Path
+    log_path: Path
+    exit_code: int | None
+    wall_s: float
+    peak_memory_mb: float
+    seed: int
+    failure: Status | None = None
+    reason: str = ""
+    eval_log_path: Path | None = None
+    eval_exit_code: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
+
+    def log_text(self) -> str:
+        return _read_text(self.log_path)
+
+    def trusted_output(self) -> str:
+        if self.eval_log_path is not None:
+            return _read_text(self.eval_log_path)
+        return self.log_text()
+
+    def log_tail(self, max_chars: int = 4000) -> str:
+        text = self.log_text()
+        if self.eval_log_path is not None:
+            text += "\n--- eval ---\n" + _read_text(self.eval_log_path)
+        return text[-max_chars:]
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """An objective's reading of one run.
+
+    ``primary`` decides; ``secondary`` is recorded and shown; ``holdout`` is recorded but
+    never used to decide and never shown to a proposer.
+    """
+
+    primary: float
+    secondary: Mapping[str, float] = field(default_factory=dict)
+    holdout: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.primary, (int, float)) or isinstance(self.primary, bool):
+            raise TypeError(f"Measurement.primary must be a number, got {self.primary!r}")
+        if not math.isfinite(self.primary):
+            raise ValueError(f"Measurement.primary must be finite, got {self.primary!r}")
+        object.__setattr__(self, "primary", float(self.primary))
+
+
+@dataclass(frozen=True)
+class GateResult:
+    passed: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One past experiment as a proposer may see it (no holdout values, by construction)."""
+
+    id: int
+    status: Status
+    description: str
+    value: float | None
+    delta: float | None
+    reason: str = ""
+    hypothesis: str = ""
+
+
+@dataclass(frozen=True)
+class Context:
+    """Everything a proposer is given for one proposal."""
+
+    program: str
+    files: Mapping[str, str]
+    history: tuple[HistoryEntry, ...]
+    metric: str
+    direction: str
+    best_value: float | None
+    baseline_value: float | None
+    experiment_id: int
+    older_summary: str = ""
+    last_failure: str | None = None
+    editable_globs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ExperimentRecord:
+    """A ledger row, as handed back to plug-ins (e.g. ``Proposer.restore`` on resume)."""
+
+    id: int
+    tag: str
+    status: Status
+    reason: str
+    description: str
+    hypothesis: str
+    proposer: str
+    parent_commit: str
+    commit: str | None
+    value: float | None
+    secondary: Mapping[str, float]
+    holdout: Mapping[str, float]
+    meta: Mapping[str, object]
+    tokens: int
+    cost_usd: float
+    memory_gb: float | None
+    content_hash: str | None = None
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What ``Loop.run`` returns."""
+
+    tag: str
+    branch: str
+    best_commit: str | None
+    best_value: float | None
+    baseline_value: float | None
+    counts: Mapping[str, int]
+    experiments: int
+    stopped_because: str
+    interrupted: bool = False
