@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from ._config import AcceptanceConfig
 
 
-class Verdict(str, enum.Enum):
+class Verdict(enum.StrEnum):
     KEEP = "keep"
     DISCARD = "discard"
     MEASURE = "measure"
@@ -89,7 +89,9 @@ class Greedy(Acceptance):
         inc = _mean(evidence.incumbent)
         gain = evidence.improvement(cand, inc)
         if gain > self.config.min_delta:
-            return Decision(Verdict.KEEP, f"improved by {gain:.6g} > min_delta {self.config.min_delta:g}")
+            return Decision(
+                Verdict.KEEP, f"improved by {gain:.6g} > min_delta {self.config.min_delta:g}"
+            )
         return Decision(
             Verdict.DISCARD, f"improvement {gain:.6g} not above min_delta {self.config.min_delta:g}"
         )

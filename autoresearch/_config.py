@@ -45,7 +45,8 @@ class ObjectiveConfig(_Model):
     )
     holdout: list[str] = Field(
         default_factory=list,
-        description="Metric names recorded as holdout: never used to decide, never shown to a proposer.",
+        description="Metric names recorded as holdout: never used to decide, never shown "
+        "to a proposer.",
     )
     class_path: str | None = Field(
         None,
@@ -69,7 +70,9 @@ class AcceptanceConfig(_Model):
     min_delta: float = Field(
         0.0, ge=0, description="Keep only improvements strictly larger than this (metric units)."
     )
-    z: float = Field(2.0, gt=0, description="threshold: keep if improvement > max(min_delta, z*sigma).")
+    z: float = Field(
+        2.0, gt=0, description="threshold: keep if improvement > max(min_delta, z*sigma)."
+    )
     repeats: int = Field(
         3, ge=1, description="repeated/sequential: most runs of a candidate (and of the incumbent)."
     )
@@ -83,10 +86,14 @@ class AcceptanceConfig(_Model):
         0.95, gt=0, lt=1, description="bootstrap: keep if P(candidate beats incumbent) >= this."
     )
     reject_margin_sigma: float = Field(
-        0.0, description="sequential: reject after one run if worse than the incumbent mean by this many sigma."
+        0.0,
+        description="sequential: reject after one run if worse than the incumbent mean by "
+        "this many sigma.",
     )
     calibration_runs: int = Field(
-        0, ge=0, description="Runs of the incumbent to estimate noise at the start (0: policy default)."
+        0,
+        ge=0,
+        description="Runs of the incumbent to estimate noise at the start (0: policy default).",
     )
     calibrate_every: int = Field(
         0, ge=0, description="Re-measure the incumbent's noise every N experiments (0: never)."
@@ -127,7 +134,15 @@ class LLMConfig(_Model):
     temperature: float = Field(0.7, ge=0, description="Sampling temperature.")
     max_output_tokens: int = Field(4096, gt=0, description="Cap on tokens per answer.")
     request_timeout_s: float = Field(120.0, gt=0, description="Per-request timeout.")
-    max_retries: int = Field(4, ge=0, description="Retries on timeouts, 429 and 5xx.")
+    max_retries: int = Field(
+        4, ge=0, description="Retries on timeouts, refused connections, 429 and 5xx."
+    )
+    retry_backoff_s: float = Field(
+        1.0, ge=0, description="First wait before a retry; doubles on each further retry."
+    )
+    max_retry_wait_s: float = Field(
+        120.0, ge=0, description="Longest single wait between retries (Retry-After included)."
+    )
     max_format_retries: int = Field(2, ge=0, description="Retries of a malformed answer.")
     history_recent: int = Field(10, ge=0, description="Experiments shown in full in the prompt.")
     whole_file_max_lines: int = Field(
@@ -135,21 +150,44 @@ class LLMConfig(_Model):
     )
     price_in_per_mtok_usd: float | None = Field(None, ge=0, description="Input price override.")
     price_out_per_mtok_usd: float | None = Field(None, ge=0, description="Output price override.")
-    json_schema: bool = Field(False, description="Ask the server for JSON-schema-constrained output.")
+    json_schema: bool | None = Field(
+        None,
+        description="Ask for JSON-schema-constrained answers, each edit pinned to one existing "
+        "line (for small local models; None: on with a local GGUF model, off otherwise).",
+    )
+
+
+# Agent state and caches that coding agents leave in their working folder.
+AGENT_IGNORE_DEFAULT = (
+    ".git/*",
+    "__pycache__/*",
+    "*/__pycache__/*",
+    "*.pyc",
+    ".aider*",
+    ".claude/*",
+    ".codex/*",
+)
 
 
 class AgentConfig(_Model):
     command: str | None = Field(None, description="The coding agent's command line.")
-    prompt_via: Literal["stdin", "arg"] = Field("stdin", description="How the prompt is handed over.")
+    prompt_via: Literal["stdin", "arg"] = Field(
+        "stdin", description="How the prompt is handed over."
+    )
     timeout_s: float = Field(900.0, gt=0, description="Time limit for one proposal.")
     env_allow: list[str] = Field(
         default_factory=list, description="Credential variables the agent may see (glob patterns)."
+    )
+    ignore: list[str] = Field(
+        default_factory=lambda: list(AGENT_IGNORE_DEFAULT),
+        description="Globs of by-product files the agent may leave that are not part of the edit.",
     )
 
 
 class ProposerConfig(_Model):
     name: str | None = Field(
-        None, description="Default proposer: knob, scripted, llm or agent (None: knob if knobs exist)."
+        None,
+        description="Default proposer: knob, scripted, llm or agent (None: knob if knobs exist).",
     )
     seed: int = Field(0, description="Seed for search proposers.")
     script: str | None = Field(None, description="scripted: JSONL file, relative to the domain.")
@@ -163,14 +201,20 @@ class ResearchConfig(_Model):
 
     name: str = Field("", description="Short name of the research setup.")
     description: str = Field("", description="One line shown by `autoresearch domains`.")
-    editable: list[str] = Field(description="Globs (relative to the folder) a candidate may change.")
+    editable: list[str] = Field(
+        description="Globs (relative to the folder) a candidate may change."
+    )
     fixed: list[str] = Field(
-        default_factory=list, description="Globs of harness files: read-only, hash-checked each run."
+        default_factory=list,
+        description="Globs of harness files: read-only, hash-checked each run.",
     )
     program: str = Field("program.md", description="The research program a proposer reads.")
-    command: str = Field(description="Shell command that runs one experiment, in the domain folder.")
+    command: str = Field(
+        description="Shell command that runs one experiment, in the domain folder."
+    )
     eval_command: str | None = Field(
-        None, description="Fixed harness command run after `command`; its output is the trusted one."
+        None,
+        description="Fixed harness command run after `command`; its output is the trusted one.",
     )
     time_budget_s: float = Field(
         300.0, gt=0, description="The experiment's budget, given as AUTORESEARCH_TIME_BUDGET_S."
@@ -187,12 +231,16 @@ class ResearchConfig(_Model):
     log_limit_mb: float = Field(
         10.0, gt=0, description="Log size cap; the head and the tail are kept."
     )
-    network: bool = Field(True, description="False runs the commands without network, where possible.")
+    network: bool = Field(
+        True, description="False runs the commands without network, where possible."
+    )
     env_allow: list[str] = Field(
-        default_factory=list, description="Variables kept although they look like credentials (globs)."
+        default_factory=list,
+        description="Variables kept although they look like credentials (globs).",
     )
     env_deny: list[str] = Field(
-        default_factory=list, description="Further variables removed from the run's environment (globs)."
+        default_factory=list,
+        description="Further variables removed from the run's environment (globs).",
     )
     env: dict[str, str] = Field(default_factory=dict, description="Variables set for every run.")
     objective: ObjectiveConfig = Field(description="How a run is measured.")

@@ -141,7 +141,9 @@ def load_objective(config: ObjectiveConfig) -> Objective:
     try:
         return cls(**kwargs)
     except TypeError as e:
-        raise ConfigError(f"objective.args: {config.class_path} rejected its arguments: {e}") from None
+        raise ConfigError(
+            f"objective.args: {config.class_path} rejected its arguments: {e}"
+        ) from None
 
 
 def import_path(path: str, field: str) -> Any:
@@ -153,7 +155,8 @@ def import_path(path: str, field: str) -> Any:
         module = importlib.import_module(module_name)
     except ImportError as e:
         raise ConfigError(
-            f"{field}: cannot import {module_name!r} ({e}). Is the package (or its extra) installed?"
+            f"{field}: cannot import {module_name!r} ({e}). "
+            "Is the package (or its extra) installed?"
         ) from None
     try:
         return getattr(module, attr)

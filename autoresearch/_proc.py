@@ -47,7 +47,9 @@ def is_credential(name: str) -> bool:
 
 
 def scrub_env(
-    env: dict[str, str], allow: list[str] | tuple[str, ...] = (), deny: list[str] | tuple[str, ...] = ()
+    env: dict[str, str],
+    allow: list[str] | tuple[str, ...] = (),
+    deny: list[str] | tuple[str, ...] = (),
 ) -> dict[str, str]:
     """A copy of ``env`` without credentials; ``allow`` globs keep, ``deny`` globs remove."""
     out = {}

@@ -132,7 +132,11 @@ class LocalSandbox(Sandbox):
         if status is None and spec.eval_command:
             assert spec.eval_log_path is not None
             e_status, e_reason, eval_code, e_wall, e_peak = self._run_one(
-                spec, spec.eval_command, spec.eval_log_path, spec.eval_timeout_s or spec.timeout_s, env
+                spec,
+                spec.eval_command,
+                spec.eval_log_path,
+                spec.eval_timeout_s or spec.timeout_s,
+                env,
             )
             wall += e_wall
             peak = max(peak, e_peak)
@@ -166,7 +170,12 @@ class LocalSandbox(Sandbox):
         return env
 
     def _run_one(
-        self, spec: RunSpec, command: str, log_path: Path, timeout_s: float, base_env: dict[str, str]
+        self,
+        spec: RunSpec,
+        command: str,
+        log_path: Path,
+        timeout_s: float,
+        base_env: dict[str, str],
     ) -> tuple[Status | None, str, int | None, float, float]:
         marker = new_marker(spec.marker_prefix)
         env = dict(base_env)
@@ -176,7 +185,7 @@ class LocalSandbox(Sandbox):
             self._note("memory cap enforced by polling RSS (cgroups not writable here)")
         argv = ["/bin/sh", "-c", command]
         if cgroup is not None:
-            join = f"echo $$ > {shlex.quote(str(cgroup.procs_file))} && exec /bin/sh -c \"$1\""
+            join = f'echo $$ > {shlex.quote(str(cgroup.procs_file))} && exec /bin/sh -c "$1"'
             argv = ["/bin/sh", "-c", join, "autoresearch-run", command]
         if not spec.network:
             why = _can_unshare_net()
@@ -205,8 +214,11 @@ class LocalSandbox(Sandbox):
         )
         assert proc.stdout is not None
         log = CappedLog(proc.stdout, log_path, log_limit)
-        waiter = threading.Thread(target=lambda: (proc.wait(), self._wake.set()), daemon=True)
-        waiter.start()
+        def wait_then_wake() -> None:
+            proc.wait()
+            self._wake.set()
+
+        threading.Thread(target=wait_then_wake, daemon=True).start()
         deadline = start + timeout_s
         poll_rss = cgroup is None
         peak = 0.0
@@ -226,7 +238,9 @@ class LocalSandbox(Sandbox):
                 peak = max(peak, rss_mb(find_pids()))
                 if spec.memory_limit_mb is not None and peak > spec.memory_limit_mb:
                     failure = Status.OOM
-                    reason = f"process tree RSS {peak:.0f} MB > memory_limit_mb={spec.memory_limit_mb}"
+                    reason = (
+                        f"process tree RSS {peak:.0f} MB > memory_limit_mb={spec.memory_limit_mb}"
+                    )
                     break
         # End the whole tree: on failure, and also strays left behind by a clean exit.
         kill_tree(find_pids, proc.pid, KILL_GRACE_S if failure else 0.2)

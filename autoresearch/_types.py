@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
-class Status(str, enum.Enum):
+class Status(enum.StrEnum):
     """The outcome of one experiment (and of one sandbox run, where it applies)."""
 
     KEEP = "keep"

@@ -1,0 +1,774 @@
+"""Loop: one experiment at a time — propose, apply, check scope, run, measure, decide, gate,
+record — until a budget ends. Knows no domain."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import signal
+import statistics
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ._acceptance import Acceptance, Evidence, Verdict, make_acceptance
+from ._config import ConfigError, ResearchConfig, load_config
+from ._objective import MetricMissing, Objective, import_path, load_objective
+from ._proposer import PROPOSERS, Proposer, ProposerSettings
+from ._sandbox import LocalSandbox, RunSpec, Sandbox
+from ._session import LEDGER_NAME, Session, marker_prefix, open_session
+from ._types import (
+    Candidate,
+    Context,
+    ExperimentRecord,
+    HistoryEntry,
+    Measurement,
+    RunResult,
+    RunSummary,
+    Status,
+)
+from ._workspace import RESULTS_NAME, STATE_DIRNAME, ScopeError, changed_files, glob_match
+
+# Chars of a failed run's log handed to the proposer as the last failure.
+FAILURE_TAIL_CHARS = 4000
+# Consecutive proposer errors after which the loop gives up.
+MAX_PROPOSER_ERRORS = 5
+_FAILURES = (Status.CRASH, Status.TIMEOUT, Status.OOM, Status.INVALID, Status.GATE_FAILED)
+# Option names Loop.from_dir takes beside config fields.
+_OPTIONS = (
+    "preset",
+    "tag",
+    "resume",
+    "proposer",
+    "script",
+    "acceptance",
+    "model",
+    "base_url",
+    "local_model",
+    "api_key_env",
+    "max_cost_usd",
+    "max_tokens",
+    "gpu_ids",
+    "on_event",
+)
+
+
+@dataclass(frozen=True)
+class Event:
+    """Progress reported to ``on_event``: a finished experiment, a calibration, or a message."""
+
+    kind: str  # "experiment" | "calibration" | "message"
+    message: str = ""
+    record: ExperimentRecord | None = None
+    best_value: float | None = None
+    elapsed_s: float = 0.0
+
+
+class _Stop(Exception):
+    """Ends the loop early (Ctrl-C / SIGTERM)."""
+
+
+class Loop:
+    """A research loop on one domain folder. See ``run``."""
+
+    def __init__(
+        self,
+        domain_dir: Path | str,
+        config: ResearchConfig,
+        *,
+        preset: str | None = None,
+        tag: str | None = None,
+        resume: bool = False,
+        proposer: Proposer | str | None = None,
+        objective: Objective | None = None,
+        sandbox: Sandbox | None = None,
+        acceptance: Acceptance | None = None,
+        options: dict[str, Any] | None = None,
+        max_cost_usd: float | None = None,
+        max_tokens: int | None = None,
+        gpu_ids: str | None = None,
+        on_event: Callable[[Event], None] | None = None,
+    ) -> None:
+        self.domain_dir = Path(domain_dir).resolve()
+        self.config = config
+        self.preset = preset
+        self.tag = tag
+        self.resume = resume
+        self._proposer_arg = proposer
+        self.objective = objective or _objective_for(config, self.domain_dir)
+        self.sandbox = sandbox or LocalSandbox()
+        self.acceptance = acceptance or make_acceptance(config.acceptance)
+        self.options = dict(options or {})
+        self.max_cost_usd = max_cost_usd
+        self.max_tokens = max_tokens
+        self.gpu_ids = gpu_ids
+        self.on_event = on_event or (lambda e: None)
+        self._session: Session | None = None
+        self._interrupted = threading.Event()
+        self._in_proposer = False
+        self._last_failure: str | None = None
+        self._fixed_hashes: dict[str, str] | None = None
+        self._started = time.monotonic()
+
+    @classmethod
+    def from_dir(cls, path: Path | str, **overrides: Any) -> Loop:
+        """A loop on the folder holding ``autoresearch.toml``. Keyword arguments are options
+        (``preset``, ``tag``, ``resume``, ``proposer``, ``script``, ``acceptance``, ``model``,
+        ``base_url``, ``local_model``, ``max_cost_usd``, ``max_tokens``, ``gpu_ids``,
+        ``on_event``) or config fields (``time_budget_s=5``; nested: ``acceptance__z=3``)."""
+        domain_dir = Path(path).resolve()
+        opts = {k: overrides.pop(k) for k in list(overrides) if k in _OPTIONS}
+        dotted = {k.replace("__", "."): v for k, v in overrides.items()}
+        if opts.get("acceptance"):
+            dotted["acceptance.policy"] = opts["acceptance"]
+        config, preset = load_config(domain_dir, opts.get("preset"), dotted)
+        proposer_opts = {
+            k: opts.get(k) for k in ("script", "model", "base_url", "local_model", "api_key_env")
+        }
+        return cls(
+            domain_dir,
+            config,
+            preset=preset,
+            tag=opts.get("tag"),
+            resume=bool(opts.get("resume")),
+            proposer=opts.get("proposer"),
+            options=proposer_opts,
+            max_cost_usd=opts.get("max_cost_usd"),
+            max_tokens=opts.get("max_tokens"),
+            gpu_ids=opts.get("gpu_ids"),
+            on_event=opts.get("on_event"),
+        )
+
+    # -- public ------------------------------------------------------------------------------
+    def run(self, max_experiments: int | None = None, max_hours: float | None = None) -> RunSummary:
+        """Run experiments until ``max_experiments`` (counting the baseline) have been recorded
+        in this session, ``max_hours`` have passed, the proposer has nothing more, or Ctrl-C.
+        The first experiment of a new run is the unmodified baseline."""
+        start = self._started = time.monotonic()
+        stopped = "done"
+        session = self._open()
+        proposer: Proposer | None = None
+        done = 0
+        try:
+            with self._signals():
+                if self._incumbent_values() == []:
+                    self._baseline()
+                    done += 1
+                proposer = self._make_proposer()
+                proposer.restore(session.ledger.records(session.tag))
+                errors = 0
+                durations: list[float] = []
+                while True:
+                    stop = self._budget_reason(done, max_experiments, max_hours, start, durations)
+                    if stop:
+                        stopped = stop
+                        break
+                    self._calibrate(done)
+                    t0 = time.monotonic()
+                    record = self._experiment(proposer)
+                    if record is None:
+                        stopped = "the proposer has no more candidates"
+                        break
+                    durations.append(time.monotonic() - t0)
+                    done += 1
+                    errors = errors + 1 if record.reason.startswith("proposer error") else 0
+                    if errors >= MAX_PROPOSER_ERRORS:
+                        stopped = f"the proposer failed {errors} times in a row: {record.reason}"
+                        break
+                    if record.status is Status.INTERRUPTED:
+                        raise _Stop
+        except (_Stop, KeyboardInterrupt):
+            stopped = "interrupted"
+        finally:
+            if proposer is not None:
+                with contextlib.suppress(Exception):
+                    proposer.close()
+            summary = self._summary(stopped)
+            session.ledger.set_tag_state(
+                session.tag, "interrupted" if summary.interrupted else "stopped"
+            )
+            session.close()
+            self._session = None
+        return summary
+
+    def baseline(self) -> ExperimentRecord:
+        """Open a session, run only the unmodified baseline, and return its record."""
+        self._open()
+        assert self._session is not None
+        try:
+            with self._signals():
+                return self._baseline()
+        finally:
+            self._session.close()
+            self._session = None
+
+    def context(self) -> Context:
+        """What a proposer is shown now (no holdout values, by construction)."""
+        s = self._require_session()
+        records = [r for r in s.ledger.records(s.tag) if r.status is not Status.RUNNING]
+        history, best, baseline = [], None, None
+        for r in records:
+            delta = None
+            if r.value is not None and best is not None:
+                delta = r.value - best
+            history.append(
+                HistoryEntry(r.id, r.status, r.description, r.value, delta, r.reason, r.hypothesis)
+            )
+            if r.status is Status.KEEP and r.value is not None:
+                best = r.value
+                baseline = r.value if baseline is None else baseline
+        program_path = self.domain_dir / self.config.program
+        program = program_path.read_text(encoding="utf-8") if program_path.exists() else ""
+        incumbent = self._incumbent()
+        return Context(
+            program=program,
+            files=s.workspace.files_at(incumbent, self.config.editable),
+            history=tuple(history),
+            metric=self.config.objective.metric or "value",
+            direction=self.config.objective.direction,
+            best_value=best,
+            baseline_value=baseline,
+            experiment_id=(records[-1].id + 1) if records else 1,
+            last_failure=self._last_failure,
+            editable_globs=tuple(self.config.editable),
+        )
+
+    # -- one experiment ----------------------------------------------------------------------
+    def _experiment(self, proposer: Proposer) -> ExperimentRecord | None:
+        s = self._require_session()
+        ledger, ws = s.ledger, s.workspace
+        parent = self._incumbent()
+        t0 = time.monotonic()
+        context = self.context()
+        # The failure shown to a proposer is that of the experiment just before this one.
+        self._last_failure = None
+        try:
+            self._in_proposer = True
+            candidate = proposer.propose(context)
+        except (KeyboardInterrupt, _Stop):
+            raise
+        except Exception as e:  # a proposer failure never kills the loop
+            candidate = Candidate(f"proposer error: {type(e).__name__}")
+            return self._record_invalid(proposer, candidate, parent, f"proposer error: {e}")
+        finally:
+            self._in_proposer = False
+        if candidate is None:
+            return None
+        exp = ledger.begin(
+            s.tag,
+            parent,
+            candidate.description,
+            proposer.name,
+            candidate.hypothesis,
+            candidate.meta,
+            candidate.tokens,
+            candidate.cost_usd,
+            time.monotonic() - t0,
+        )
+        folder = self._folder(exp)
+        worktree = ws.add_worktree(f"{s.tag}-{exp}", parent)
+        fields: dict[str, Any] = {}
+        try:
+            try:
+                changed = ws.apply(worktree, candidate.edits)
+            except ScopeError as e:
+                return self._finish(proposer, candidate, exp, Status.INVALID, str(e))
+            commit = ws.commit(worktree, changed, _commit_message(candidate, exp), exp)
+            diff = ws.diff(parent, commit)
+            (folder / "diff.patch").write_text(diff, encoding="utf-8")
+            domain = ws.worktree_domain(worktree)
+            before = ws.snapshot(domain)
+            content_hash = _content_hash(before, self.preset)
+            fields.update(commit_sha=commit, diff=diff, content_hash=content_hash)
+            ledger.update(exp, **fields)
+            twin = ledger.find_measured(s.tag, content_hash)
+            if twin is not None:
+                return self._finish(
+                    proposer,
+                    candidate,
+                    exp,
+                    Status.DISCARD,
+                    f"identical to experiment {twin.id}; its value is reused",
+                    value=twin.value,
+                    secondary=twin.secondary,
+                    holdout=twin.holdout,
+                )
+            status, reason, runs = self._measure(exp, "candidate", commit, worktree, folder, before)
+            fields.update(n_runs=len(runs), log_path=str(folder / "run.log"))
+            if status is not None:
+                return self._finish(proposer, candidate, exp, status, reason, **fields)
+            measured = [m for _, m in runs]
+            verdict, reason = self._decide(exp, commit, worktree, folder, before, runs, parent)
+            last_run, _ = runs[-1]
+            fields.update(_summarize(measured), memory_gb=_memory_gb(r for r, _ in runs))
+            if verdict is Verdict.KEEP:
+                gate = self.objective.gate(last_run)
+                if not gate.passed:
+                    return self._finish(
+                        proposer,
+                        candidate,
+                        exp,
+                        Status.GATE_FAILED,
+                        f"gate: {gate.reason}",
+                        **fields,
+                    )
+                return self._finish(proposer, candidate, exp, Status.KEEP, reason, **fields)
+            return self._finish(proposer, candidate, exp, Status.DISCARD, reason, **fields)
+        finally:
+            ws.remove_worktree(worktree)
+
+    def _measure(
+        self,
+        exp: int | None,
+        kind: str,
+        commit: str,
+        worktree: Path,
+        folder: Path,
+        before: dict[str, str],
+    ) -> tuple[Status | None, str, list[tuple[RunResult, Measurement]]]:
+        """One sandbox run of ``commit`` in ``worktree``, recorded in the runs table. Returns
+        (failure status or None, reason, [(run, measurement)])."""
+        s = self._require_session()
+        n = len(s.ledger.run_values(s.tag, commit))
+        suffix = "" if n == 0 else f"-{n + 1}"
+        domain = s.workspace.worktree_domain(worktree)
+        # Candidate commits only ever change editable files, so every worktree of the session
+        # must hold the same fixed files as the first one measured.
+        fixed_now = {k: v for k, v in before.items() if k not in self._editable_in(before)}
+        if self._fixed_hashes is None:
+            self._fixed_hashes = fixed_now
+        if fixed_now != self._fixed_hashes:
+            bad = changed_files(self._fixed_hashes, fixed_now)
+            return Status.INVALID, f"fixed files differ from the baseline: {', '.join(bad)}", []
+        spec = RunSpec(
+            workdir=domain,
+            command=self.config.command,
+            log_path=folder / f"run{suffix}.log",
+            time_budget_s=self.config.time_budget_s,
+            timeout_s=self.config.hard_timeout_s,
+            seed=n,
+            eval_command=self.config.eval_command,
+            eval_log_path=folder / f"eval{suffix}.log" if self.config.eval_command else None,
+            eval_timeout_s=self.config.eval_timeout_s,
+            memory_limit_mb=self.config.memory_limit_mb,
+            log_limit_mb=self.config.log_limit_mb,
+            network=self.config.network,
+            env=self.config.env,
+            env_allow=tuple(self.config.env_allow),
+            env_deny=tuple(self.config.env_deny),
+            marker_prefix=marker_prefix(self.domain_dir),
+            gpu_ids=self.gpu_ids,
+        )
+        run = self.sandbox.run(spec)
+        changed = changed_files(before, s.workspace.snapshot(domain))
+        if run.failure is None and changed:
+            s.ledger.add_run(s.tag, exp, kind, commit, run, None, Status.INVALID)
+            return Status.INVALID, f"files changed during the run: {', '.join(changed)}", []
+        if run.failure is not None:
+            s.ledger.add_run(s.tag, exp, kind, commit, run, None)
+            self._last_failure = (
+                f"{run.failure.value}: {run.reason}\n{run.log_tail(FAILURE_TAIL_CHARS)}"
+            )
+            return run.failure, run.reason, []
+        try:
+            m = self.objective.measure(run)
+        except MetricMissing as e:
+            s.ledger.add_run(s.tag, exp, kind, commit, run, None, Status.CRASH, str(e))
+            self._last_failure = f"crash: {e}\n{run.log_tail(FAILURE_TAIL_CHARS)}"
+            return Status.CRASH, f"no metric: {e}", []
+        s.ledger.add_run(s.tag, exp, kind, commit, run, m)
+        _write_json(
+            folder / f"measurement{suffix}.json",
+            {
+                "primary": m.primary,
+                "secondary": dict(m.secondary),
+                "holdout": dict(m.holdout),
+                "seed": run.seed,
+                "wall_s": run.wall_s,
+                "peak_memory_mb": run.peak_memory_mb,
+            },
+        )
+        return None, "", [(run, m)]
+
+    def _decide(
+        self,
+        exp: int,
+        commit: str,
+        worktree: Path,
+        folder: Path,
+        before: dict[str, str],
+        runs: list[tuple[RunResult, Measurement]],
+        parent: str,
+    ) -> tuple[Verdict, str]:
+        """Ask the acceptance policy; run what it asks for (interleaved) until it decides."""
+        s = self._require_session()
+        values = [m.primary for _, m in runs]
+        inc_tree: Path | None = None
+        try:
+            while True:
+                evidence = Evidence(
+                    tuple(values),
+                    tuple(self._incumbent_values()),
+                    self.config.objective.direction,
+                    self._noise_sigma(),
+                )
+                decision = self.acceptance.decide(evidence)
+                if decision.verdict is not Verdict.MEASURE:
+                    return decision.verdict, decision.reason
+                if len(values) >= self.acceptance.max_runs_per_candidate:
+                    return Verdict.DISCARD, f"undecided after {len(values)} runs: {decision.reason}"
+                for i in range(max(decision.more_candidate, decision.more_incumbent)):
+                    if i < decision.more_incumbent:
+                        if inc_tree is None:
+                            inc_tree = s.workspace.add_worktree(f"{s.tag}-{exp}-incumbent", parent)
+                        inc_before = s.workspace.snapshot(s.workspace.worktree_domain(inc_tree))
+                        st, why, _ = self._measure(
+                            exp, "re-measure", parent, inc_tree, folder, inc_before
+                        )
+                        if st is Status.INTERRUPTED:
+                            raise _Stop
+                    if i < decision.more_candidate:
+                        st, why, more = self._measure(
+                            exp, "re-measure", commit, worktree, folder, before
+                        )
+                        if st is Status.INTERRUPTED:
+                            raise _Stop
+                        if st is not None:
+                            return Verdict.DISCARD, f"a repeat run failed ({st.value}: {why})"
+                        runs.extend(more)
+                        values.append(more[0][1].primary)
+        finally:
+            if inc_tree is not None:
+                s.workspace.remove_worktree(inc_tree)
+
+    def _finish(
+        self,
+        proposer: Proposer | None,
+        candidate: Candidate,
+        exp: int,
+        status: Status,
+        reason: str,
+        **fields: Any,
+    ) -> ExperimentRecord:
+        """Write the row, then (for a keep) move the branch, then regenerate results.tsv."""
+        s = self._require_session()
+        s.ledger.finish(exp, status, reason, **fields)
+        record = s.ledger.record(exp)
+        if status is Status.KEEP:
+            assert record.commit is not None
+            s.workspace.move_branch(record.commit, record.parent_commit)
+        elif status in _FAILURES and self._last_failure is None:
+            self._last_failure = f"{status.value}: {reason}"
+        self._write_results()
+        if proposer is not None:
+            with contextlib.suppress(Exception):
+                proposer.observe(candidate, record)
+        self.on_event(
+            Event(
+                "experiment",
+                record=record,
+                best_value=self._best_value(),
+                elapsed_s=time.monotonic() - self._started,
+            )
+        )
+        return record
+
+    def _record_invalid(
+        self, proposer: Proposer, candidate: Candidate, parent: str, reason: str
+    ) -> ExperimentRecord:
+        s = self._require_session()
+        exp = s.ledger.begin(s.tag, parent, candidate.description, proposer.name)
+        return self._finish(None, candidate, exp, Status.INVALID, reason)
+
+    # -- baseline and noise ------------------------------------------------------------------
+    def _baseline(self) -> ExperimentRecord:
+        s = self._require_session()
+        base = self._incumbent()
+        exp = s.ledger.begin(
+            s.tag, base, "baseline", "baseline", "the unmodified target, measured first"
+        )
+        folder = self._folder(exp)
+        worktree = s.workspace.add_worktree(f"{s.tag}-{exp}", base)
+        try:
+            before = s.workspace.snapshot(s.workspace.worktree_domain(worktree))
+            status, reason, runs = self._measure(exp, "baseline", base, worktree, folder, before)
+        finally:
+            s.workspace.remove_worktree(worktree)
+        cand = Candidate("baseline")
+        if status is not None:
+            self._finish(
+                None,
+                cand,
+                exp,
+                status,
+                f"baseline failed: {reason}",
+                commit_sha=base,
+                log_path=str(folder / "run.log"),
+            )
+            if status is Status.INTERRUPTED:
+                raise _Stop
+            raise BaselineFailed(
+                f"the baseline run failed ({status.value}: {reason}); nothing can be compared "
+                f"to it. See {folder / 'run.log'}"
+            )
+        fields = _summarize([m for _, m in runs])
+        return self._finish(
+            None,
+            cand,
+            exp,
+            Status.KEEP,
+            "baseline",
+            commit_sha=base,
+            n_runs=1,
+            log_path=str(folder / "run.log"),
+            memory_gb=_memory_gb(r for r, _ in runs),
+            **fields,
+        )
+
+    def _calibrate(self, done: int) -> None:
+        """Extra runs of the incumbent for a noise estimate, when the policy asks for them."""
+        n = self.acceptance.calibration_runs(done)
+        if n <= 0:
+            return
+        s = self._require_session()
+        incumbent = self._incumbent()
+        folder = s.workspace.state_dir / "runs" / s.tag / f"calibration-{done}"
+        folder.mkdir(parents=True, exist_ok=True)
+        worktree = s.workspace.add_worktree(f"{s.tag}-calibration", incumbent)
+        try:
+            before = s.workspace.snapshot(s.workspace.worktree_domain(worktree))
+            for _ in range(n):
+                st, _, _ = self._measure(None, "calibration", incumbent, worktree, folder, before)
+                if st is Status.INTERRUPTED:
+                    raise _Stop
+        finally:
+            s.workspace.remove_worktree(worktree)
+        sigma = self._noise_sigma()
+        s.ledger.set_noise_sigma(s.tag, sigma)
+        msg = (
+            f"calibrated noise from {n} run(s) of the incumbent: sigma={sigma:.6g}"
+            if sigma is not None
+            else f"calibration: {n} run(s), too few values for sigma"
+        )
+        self.on_event(Event("calibration", message=msg, best_value=self._best_value()))
+
+    def _noise_sigma(self) -> float | None:
+        """Pooled standard deviation of the repeated runs of each measured commit."""
+        s = self._require_session()
+        groups: dict[str, list[float]] = {}
+        for commit, value in s.ledger.calibration_values(s.tag):
+            groups.setdefault(commit, []).append(value)
+        num, dof = 0.0, 0
+        for vals in groups.values():
+            if len(vals) >= 2:
+                num += statistics.variance(vals) * (len(vals) - 1)
+                dof += len(vals) - 1
+        return (num / dof) ** 0.5 if dof > 0 else None
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _open(self) -> Session:
+        dump = self.config.model_dump(mode="json", by_alias=True)
+        self._session = open_session(
+            self.domain_dir, self.config, dump, self.preset, self.tag, self.resume
+        )
+        self.tag = self._session.tag
+        for m in self._session.messages:
+            self.on_event(Event("message", message=m))
+        for w in self.sandbox.warnings:
+            self.on_event(Event("message", message=f"sandbox: {w}"))
+        state = self._session.workspace.state_dir
+        tag_row = self._session.ledger.tag(self.tag)
+        assert tag_row is not None
+        _write_json(
+            state / "runs" / self.tag / "config.json",
+            {
+                "preset": self.preset,
+                "config": dump,
+                "versions": json.loads(tag_row["versions_json"]),
+            },
+        )
+        self._fixed_hashes = None
+        return self._session
+
+    def _editable_in(self, snapshot: dict[str, str]) -> set[str]:
+        return {k for k in snapshot if glob_match(k, self.config.editable)}
+
+    def _require_session(self) -> Session:
+        if self._session is None:
+            raise RuntimeError("no session is open: call run() or baseline()")
+        return self._session
+
+    def _make_proposer(self) -> Proposer:
+        arg = self._proposer_arg
+        if isinstance(arg, Proposer):
+            return arg
+        name = arg or self.config.proposer.name or ("knob" if self.config.proposer.knobs else None)
+        if name is None:
+            raise ConfigError(
+                f"{self.domain_dir / 'autoresearch.toml'}: no proposer chosen. Pass --proposer "
+                f"({', '.join(PROPOSERS)}) or set proposer.name; 'knob' needs [[proposer.knobs]]"
+            )
+        if name not in PROPOSERS:
+            raise ConfigError(f"unknown proposer {name!r}; known: {', '.join(PROPOSERS)}")
+        s = self._require_session()
+        cls = import_path(PROPOSERS[name], "proposer")
+        settings = ProposerSettings(
+            self.config,
+            self.domain_dir,
+            s.workspace.state_dir,
+            s.workspace.state_dir / LEDGER_NAME,
+            s.tag,
+            self.options,
+        )
+        proposer: Proposer = cls.from_settings(settings)
+        return proposer
+
+    def _incumbent(self) -> str:
+        s = self._require_session()
+        commit = s.workspace.branch_commit()
+        assert commit is not None
+        return commit
+
+    def _incumbent_values(self) -> list[float]:
+        s = self._require_session()
+        return s.ledger.run_values(s.tag, self._incumbent())
+
+    def _best_value(self) -> float | None:
+        values = self._incumbent_values()
+        return statistics.fmean(values) if values else None
+
+    def _folder(self, exp: int) -> Path:
+        s = self._require_session()
+        folder = s.workspace.state_dir / "runs" / s.tag / str(exp)
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def _write_results(self) -> None:
+        s = self._require_session()
+        s.ledger.write_results_tsv(
+            self.domain_dir / RESULTS_NAME, self.config.objective.metric or "value"
+        )
+
+    def _budget_reason(
+        self,
+        done: int,
+        max_experiments: int | None,
+        max_hours: float | None,
+        start: float,
+        durations: list[float],
+    ) -> str | None:
+        if self._interrupted.is_set():
+            raise _Stop
+        if max_experiments is not None and done >= max_experiments:
+            return f"reached --max-experiments {max_experiments}"
+        if max_hours is not None:
+            elapsed = time.monotonic() - start
+            typical = statistics.median(durations) if durations else 0.0
+            if elapsed + typical > max_hours * 3600:
+                return f"reached --max-hours {max_hours:g}"
+        s = self._require_session()
+        tokens, cost = s.ledger.spend(s.tag)
+        if self.max_cost_usd is not None and cost >= self.max_cost_usd:
+            return f"spent ${cost:.4f} of --max-cost-usd {self.max_cost_usd:g}"
+        if self.max_tokens is not None and tokens >= self.max_tokens:
+            return f"used {tokens} tokens of --max-tokens {self.max_tokens}"
+        return None
+
+    def _summary(self, stopped: str) -> RunSummary:
+        s = self._require_session()
+        records = s.ledger.records(s.tag)
+        base = next((r for r in records if r.proposer == "baseline" and r.value is not None), None)
+        base_values = s.ledger.run_values(s.tag, base.commit) if base and base.commit else []
+        # Values are means over every run of a commit (re-measurements included), not best runs.
+        return RunSummary(
+            tag=s.tag,
+            branch=s.workspace.branch,
+            best_commit=s.workspace.branch_commit(),
+            best_value=self._best_value(),
+            baseline_value=statistics.fmean(base_values) if base_values else None,
+            counts=s.ledger.counts(s.tag),
+            experiments=len(records),
+            stopped_because=stopped,
+            interrupted=stopped == "interrupted",
+        )
+
+    @contextlib.contextmanager
+    def _signals(self) -> Iterator[None]:
+        """Ctrl-C / SIGTERM: end the running experiment (recorded ``interrupted``) and stop."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum: int, frame: object) -> None:
+            self._interrupted.set()
+            self.sandbox.cancel()
+            if self._in_proposer:
+                raise KeyboardInterrupt
+
+        old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, h in old.items():
+                signal.signal(sig, h)
+
+
+class BaselineFailed(Exception):
+    """The unmodified target did not produce a metric: the loop cannot start."""
+
+
+def _objective_for(config: ResearchConfig, domain_dir: Path) -> Objective:
+    import sys
+
+    # A domain may ship its objective as a fixed module of its own.
+    if str(domain_dir) not in sys.path:
+        sys.path.append(str(domain_dir))
+    return load_objective(config.objective)
+
+
+def _commit_message(candidate: Candidate, exp: int) -> str:
+    body = f"\n\n{candidate.hypothesis}" if candidate.hypothesis else ""
+    return f"{candidate.description}{body}\n\nautoresearch-experiment: {exp}"
+
+
+def _content_hash(snapshot: dict[str, str], preset: str | None) -> str:
+    h = hashlib.sha256()
+    for path in sorted(snapshot):
+        h.update(f"{path}\0{snapshot[path]}\n".encode())
+    h.update(f"preset\0{preset}".encode())
+    return h.hexdigest()
+
+
+def _summarize(measurements: list[Measurement]) -> dict[str, Any]:
+    """Recorded values of a candidate: the mean of its runs, never its best run."""
+
+    def mean_of(key: str) -> dict[str, float]:
+        names = {n for m in measurements for n in getattr(m, key)}
+        return {
+            n: statistics.fmean(getattr(m, key)[n] for m in measurements if n in getattr(m, key))
+            for n in sorted(names)
+        }
+
+    return {
+        "value": statistics.fmean(m.primary for m in measurements),
+        "secondary": mean_of("secondary"),
+        "holdout": mean_of("holdout"),
+    }
+
+
+def _memory_gb(runs: Iterable[RunResult]) -> float:
+    return max((r.peak_memory_mb for r in runs), default=0.0) / 1024
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
+    tmp.replace(path)
+
+
+__all__ = ["STATE_DIRNAME", "BaselineFailed", "Event", "Loop"]

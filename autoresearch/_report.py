@@ -1,0 +1,127 @@
+"""Read-only views of a domain's ledger: ``status`` (rich or JSON) and ``diff``."""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+from typing import Any
+
+from ._config import ConfigError, load_config
+from ._ledger import Ledger
+from ._objective import load_objective
+from ._session import LEDGER_NAME, SessionError
+from ._types import Status
+from ._workspace import STATE_DIRNAME, find_repo_root, git
+
+# Experiments listed by `status` (the JSON has them all in `counts`; rows via results.tsv).
+RECENT_ROWS = 15
+
+
+def _open(domain: Path, tag: str | None) -> tuple[Ledger, str]:
+    path = domain / STATE_DIRNAME / LEDGER_NAME
+    if not path.exists():
+        raise SessionError(
+            f"{domain}: no runs recorded yet (start one with `autoresearch run {domain}`)"
+        )
+    ledger = Ledger(path)
+    tag = tag or ledger.latest_tag()
+    if tag is None or ledger.tag(tag) is None:
+        ledger.close()
+        raise SessionError(f"{domain}: no run with tag {tag!r}")
+    return ledger, tag
+
+
+def status_data(domain: Path, tag: str | None = None, holdout: bool = False) -> dict[str, Any]:
+    """Everything `autoresearch status` shows, as plain data."""
+    domain = domain.resolve()
+    ledger, tag = _open(domain, tag)
+    try:
+        row = ledger.tag(tag)
+        assert row is not None
+        records = ledger.records(tag)
+        keeps = [r for r in records if r.status is Status.KEEP]
+        baseline = next(
+            (r for r in records if r.proposer == "baseline" and r.value is not None), None
+        )
+        best = keeps[-1] if keeps else None
+        tokens, cost = ledger.spend(tag)
+
+        def incumbent_mean(commit: str | None) -> float | None:
+            values = ledger.run_values(tag, commit) if commit else []
+            return statistics.fmean(values) if values else None
+
+        data: dict[str, Any] = {
+            "tag": tag,
+            "state": row["state"],
+            "branch": row["branch"],
+            "preset": row["preset"],
+            "metric": row["metric"],
+            "direction": row["direction"],
+            "baseline_value": incumbent_mean(baseline.commit) if baseline else None,
+            "best_value": incumbent_mean(best.commit) if best else None,
+            "best_commit": best.commit if best else None,
+            "best_description": best.description if best else None,
+            "experiments": len(records),
+            "runs": ledger.run_count(tag),
+            "counts": ledger.counts(tag),
+            "noise_sigma": row["noise_sigma"],
+            "spend": {"tokens": tokens, "cost_usd": round(cost, 6)},
+            "report": _objective_report(domain, records),
+            "recent": [
+                {
+                    "id": r.id,
+                    "status": r.status.value,
+                    "value": r.value,
+                    "description": r.description,
+                    "reason": r.reason,
+                    **({"holdout": dict(r.holdout)} if holdout else {}),
+                }
+                for r in records[-RECENT_ROWS:]
+            ],
+        }
+        if holdout:
+            data["holdout"] = {
+                "baseline": dict(baseline.holdout) if baseline else {},
+                "best": dict(best.holdout) if best else {},
+            }
+        return data
+    finally:
+        ledger.close()
+
+
+def _objective_report(domain: Path, records: list[Any]) -> dict[str, float]:
+    try:
+        config, _ = load_config(domain)
+        objective = load_objective(config.objective)
+        return {k: float(v) for k, v in objective.report(records).items()}
+    except (ConfigError, ValueError, TypeError, ArithmeticError):
+        return {}
+
+
+def diff_text(domain: Path, tag: str | None = None, experiment: int | None = None) -> str:
+    """One experiment's diff, or the cumulative change from the base to the branch."""
+    domain = domain.resolve()
+    ledger, tag = _open(domain, tag)
+    try:
+        if experiment is not None:
+            row = ledger.row(experiment)
+            if row is None or row["tag"] != tag:
+                raise SessionError(f"no experiment {experiment} in run {tag!r}")
+            return str(row["diff"])
+        row = ledger.tag(tag)
+        assert row is not None
+        root = find_repo_root(domain)
+        assert root is not None
+        rel = domain.relative_to(root).as_posix()
+        spec = [] if rel == "." else [rel]
+        return git(
+            "diff",
+            "--no-color",
+            row["base_commit"],
+            f"refs/heads/{row['branch']}",
+            "--",
+            *spec,
+            cwd=root,
+        )
+    finally:
+        ledger.close()

@@ -1,0 +1,223 @@
+"""Setting up (or resuming) a research session on a domain folder: the git repository, the
+driver lock, the tag and branch, and cleaning up after a driver that died."""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import hashlib
+import importlib.metadata
+import os
+import platform
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from ._config import ResearchConfig
+from ._ledger import Ledger
+from ._sandbox import end_strays
+from ._types import Status
+from ._workspace import STATE_DIRNAME, Workspace, WorkspaceError, find_repo_root, init_repo
+
+LEDGER_NAME = "ledger.sqlite"
+LOCK_NAME = "driver.lock"
+# Package versions saved with every run (those that are installed).
+_VERSIONED = (
+    "autoresearch",
+    "pydantic",
+    "optuna",
+    "torch",
+    "transformers",
+    "trl",
+    "vectorbt",
+    "numpy",
+    "pandas",
+    "openai",
+    "numba",
+)
+
+
+class SessionError(Exception):
+    """The run cannot start; the message says why and what to do."""
+
+
+class DriverLock:
+    """One driver per domain folder: an exclusive flock, released when the process dies."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._file: IO[str] | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        f = open(self.path, "a+")  # noqa: SIM115 - held open for the life of the driver
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "unknown"
+            f.close()
+            raise SessionError(
+                f"another autoresearch driver is running on {self.path.parent.parent} "
+                f"(pid {holder}); wait for it or stop it first"
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(str(os.getpid()))
+        f.flush()
+        self._file = f
+
+    def release(self) -> None:
+        if self._file is not None:
+            fcntl.flock(self._file, fcntl.LOCK_UN)
+            self._file.close()
+            self._file = None
+
+
+def marker_prefix(domain_dir: Path) -> str:
+    """The run-marker prefix of every process started for this folder (found again on resume)."""
+    return "ar-" + hashlib.sha1(str(domain_dir.resolve()).encode()).hexdigest()[:12]
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for name in _VERSIONED:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def ensure_repo(domain_dir: Path) -> bool:
+    """Make sure ``domain_dir`` is in a git repository; returns True if one was created."""
+    if find_repo_root(domain_dir) is not None:
+        return False
+    init_repo(domain_dir)
+    return True
+
+
+def default_tag(ledger: Ledger) -> str:
+    base = dt.datetime.now().strftime("%b%d").lower()
+    tag, n = base, 1
+    while ledger.tag(tag) is not None:
+        n += 1
+        tag = f"{base}-{n}"
+    return tag
+
+
+@dataclass
+class Session:
+    """A started session: what the loop needs to run experiments."""
+
+    tag: str
+    workspace: Workspace
+    ledger: Ledger
+    lock: DriverLock
+    base_commit: str
+    resumed: bool
+    messages: list[str]
+
+    def close(self) -> None:
+        self.ledger.close()
+        self.lock.release()
+
+
+def open_session(
+    domain_dir: Path,
+    config: ResearchConfig,
+    config_dump: dict[str, object],
+    preset: str | None,
+    tag: str | None,
+    resume: bool,
+) -> Session:
+    """Lock the folder, pick or check the tag, create the branch or clean up for a resume."""
+    messages = []
+    if ensure_repo(domain_dir):
+        messages.append(f"{domain_dir} was not in a git repository: created one with its files")
+    state_dir = domain_dir / STATE_DIRNAME
+    lock = DriverLock(state_dir / LOCK_NAME)
+    lock.acquire()
+    ledger = None
+    try:
+        ledger = Ledger(state_dir / LEDGER_NAME)
+        if resume:
+            tag = tag or ledger.latest_tag()
+            if tag is None or ledger.tag(tag) is None:
+                raise SessionError(
+                    f"nothing to resume in {domain_dir}"
+                    + (f" under tag {tag!r}" if tag else "")
+                    + "; start a run without --resume"
+                )
+        else:
+            if tag is not None and ledger.tag(tag) is not None:
+                raise SessionError(
+                    f"tag {tag!r} already exists in {domain_dir}; pass --resume to continue it "
+                    "or choose another --tag"
+                )
+            tag = tag or default_tag(ledger)
+        ws = Workspace(domain_dir, tag, config.editable, config.fixed, config.program)
+        ws.exclude_state()
+        dirty = ws.dirty_files()
+        if dirty:
+            raise SessionError(
+                "uncommitted changes to editable or fixed files would not be in the experiments' "
+                f"worktrees: {', '.join(dirty[:10])}. Commit them (or stash them) and run again"
+            )
+        if resume:
+            row = ledger.tag(tag)
+            assert row is not None
+            base = row["base_commit"]
+            ended = end_strays(marker_prefix(domain_dir))
+            removed = ws.remove_all_worktrees()
+            lost = ledger.interrupt_running(tag, "the driver stopped during this experiment")
+            if ended or removed or lost:
+                messages.append(
+                    f"resume: ended {ended} stray process(es), removed {len(removed)} worktree(s), "
+                    f"marked {len(lost)} experiment(s) interrupted"
+                )
+            _reconcile_branch(ws, ledger, tag, base, messages)
+            ledger.set_tag_state(tag, "running")
+        else:
+            if ws.branch_commit() is not None:
+                raise SessionError(
+                    f"branch {ws.branch} already exists in {ws.repo_root}; pick another --tag "
+                    f"or delete it (git branch -D {ws.branch})"
+                )
+            base = ws.head_commit()
+            ws.remove_all_worktrees()
+            ws.create_branch(base)
+            ledger.create_tag(
+                tag,
+                ws.branch,
+                base,
+                preset,
+                config.objective.metric or "value",
+                config.objective.direction,
+                config_dump,
+                package_versions(),
+            )
+        return Session(tag, ws, ledger, lock, base, resume, messages)
+    except (SessionError, WorkspaceError):
+        if ledger is not None:
+            ledger.close()
+        lock.release()
+        raise
+
+
+def _reconcile_branch(
+    ws: Workspace, ledger: Ledger, tag: str, base: str, messages: list[str]
+) -> None:
+    """The branch only moves after a keep row is written; if the driver died in between,
+    finish the move now."""
+    keeps = [r for r in ledger.records(tag) if r.status is Status.KEEP and r.commit]
+    want = keeps[-1].commit if keeps else base
+    assert want is not None
+    have = ws.branch_commit()
+    if have is None:
+        ws.create_branch(want)
+        messages.append(f"resume: branch {ws.branch} was missing; recreated at {want[:7]}")
+    elif have != want:
+        ws.move_branch(want, have)
+        messages.append(f"resume: moved {ws.branch} to the last kept commit {want[:7]}")

@@ -1,0 +1,372 @@
+"""Workspace: the git side. A research branch, one worktree per candidate, scope checks,
+candidate commits under ``refs/autoresearch/<tag>/<id>``.
+
+The user's checkout, index, HEAD and other branches are never touched: every write goes to a
+worktree of its own (which has its own index) or to refs under ``autoresearch/``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import posixpath
+import re
+import shutil
+import subprocess
+from collections.abc import Iterable, Sequence
+from functools import cache
+from pathlib import Path
+
+from ._config import CONFIG_NAME
+from ._types import Edit
+
+STATE_DIRNAME = ".autoresearch"
+RESULTS_NAME = "results.tsv"
+_FALLBACK_IDENTITY = {
+    "GIT_AUTHOR_NAME": "autoresearch",
+    "GIT_AUTHOR_EMAIL": "autoresearch@localhost",
+    "GIT_COMMITTER_NAME": "autoresearch",
+    "GIT_COMMITTER_EMAIL": "autoresearch@localhost",
+}
+
+
+class WorkspaceError(Exception):
+    """A git or folder problem the user must fix; the message says what to do."""
+
+
+class ScopeError(Exception):
+    """A candidate's edit breaks the scope rules (the experiment is ``invalid``)."""
+
+
+@cache
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    out = []
+    i = 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif pattern[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif pattern[i] == "?":
+            out.append("[^/]")
+            i += 1
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    return re.compile("".join(out) + r"\Z")
+
+
+def glob_match(path: str, patterns: Iterable[str]) -> bool:
+    """Whether a relative posix ``path`` matches any glob (``*`` within a segment, ``**``
+    across segments)."""
+    return any(_glob_regex(p.removeprefix("./")).match(path) for p in patterns)
+
+
+def git(*args: str, cwd: Path, check: bool = True, env: dict[str, str] | None = None) -> str:
+    res = subprocess.run(
+        ["git", *args], cwd=cwd, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL
+    )
+    if check and res.returncode != 0:
+        raise WorkspaceError(f"git {' '.join(args)} failed in {cwd}: {res.stderr.strip()}")
+    return res.stdout
+
+
+def find_repo_root(path: Path) -> Path | None:
+    res = subprocess.run(
+        ["git", "rev-parse", "--show-toplevel"], cwd=path, capture_output=True, text=True
+    )
+    return Path(res.stdout.strip()).resolve() if res.returncode == 0 else None
+
+
+def init_repo(domain_dir: Path) -> None:
+    """Make ``domain_dir`` a git repository with one commit holding its files."""
+    git("init", "-q", cwd=domain_dir)
+    ignore = domain_dir / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text(f"{STATE_DIRNAME}/\n{RESULTS_NAME}\n__pycache__/\n")
+    git("add", "--", ".", cwd=domain_dir)
+    git(
+        "commit",
+        "-q",
+        "--no-verify",
+        "-m",
+        "autoresearch: initial commit",
+        cwd=domain_dir,
+        env=_identity_env(domain_dir),
+    )
+
+
+def _identity_env(cwd: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    name = subprocess.run(["git", "config", "user.name"], cwd=cwd, capture_output=True, text=True)
+    mail = subprocess.run(["git", "config", "user.email"], cwd=cwd, capture_output=True, text=True)
+    if not name.stdout.strip() or not mail.stdout.strip():
+        env.update(_FALLBACK_IDENTITY)
+    return env
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class Workspace:
+    """Git operations for one research tag of one domain folder."""
+
+    def __init__(
+        self,
+        domain_dir: Path,
+        tag: str,
+        editable: Sequence[str],
+        fixed: Sequence[str],
+        program: str = "program.md",
+    ) -> None:
+        self.domain_dir = domain_dir.resolve()
+        root = find_repo_root(self.domain_dir)
+        if root is None:
+            raise WorkspaceError(f"{self.domain_dir} is not in a git repository")
+        self.repo_root = root
+        rel = self.domain_dir.relative_to(root).as_posix()
+        self.rel = "" if rel == "." else rel
+        self.tag = tag
+        self.branch = f"autoresearch/{tag}"
+        self.editable = tuple(editable)
+        # The config and the research program are part of the harness: never editable.
+        self.fixed = (*fixed, CONFIG_NAME, program)
+        self.state_dir = self.domain_dir / STATE_DIRNAME
+        self.worktrees_dir = self.state_dir / "worktrees"
+        self._env = _identity_env(self.repo_root)
+
+    # -- paths -------------------------------------------------------------------------------
+    def repo_path(self, rel_to_domain: str) -> str:
+        return posixpath.join(self.rel, rel_to_domain) if self.rel else rel_to_domain
+
+    def worktree_domain(self, worktree: Path) -> Path:
+        return worktree / self.rel if self.rel else worktree
+
+    # -- set-up ------------------------------------------------------------------------------
+    def exclude_state(self) -> None:
+        """List the engine's own files in ``.git/info/exclude`` (never in a tracked file)."""
+        common = Path(git("rev-parse", "--git-common-dir", cwd=self.repo_root).strip())
+        if not common.is_absolute():
+            common = self.repo_root / common
+        exclude = common / "info" / "exclude"
+        exclude.parent.mkdir(parents=True, exist_ok=True)
+        prefix = f"/{self.rel}" if self.rel else ""
+        wanted = [f"{prefix}/{STATE_DIRNAME}/", f"{prefix}/{RESULTS_NAME}"]
+        have = exclude.read_text().splitlines() if exclude.exists() else []
+        missing = [w for w in wanted if w not in have]
+        if missing:
+            with open(exclude, "a") as f:
+                f.write("".join(f"{m}\n" for m in missing))
+
+    def dirty_files(self) -> list[str]:
+        """Editable or fixed files (relative to the domain) that differ from HEAD, or are not
+        tracked at all (untracked or ignored): the worktrees would not hold them as they are."""
+        out = git(
+            "status", "--porcelain", "-z", "--untracked-files=all", "--", ".", cwd=self.domain_dir
+        )
+        dirty = set()
+        for entry in out.split("\0"):
+            if len(entry) >= 4:
+                dirty.add(self._domain_rel(entry[3:]))
+        tracked = {
+            self._domain_rel(p)
+            for p in git("ls-files", "-z", "--full-name", "--", ".", cwd=self.domain_dir).split(
+                "\0"
+            )
+            if p
+        }
+        patterns = (*self.editable, *self.fixed)
+        for rel in self.snapshot(self.domain_dir, hashes=False):
+            if rel not in tracked:
+                dirty.add(rel)
+        return sorted(d for d in dirty if glob_match(d, patterns))
+
+    def _domain_rel(self, repo_path: str) -> str:
+        prefix = self.rel + "/" if self.rel else ""
+        return repo_path[len(prefix) :] if prefix and repo_path.startswith(prefix) else repo_path
+
+    def head_commit(self) -> str:
+        return git("rev-parse", "HEAD", cwd=self.repo_root).strip()
+
+    def branch_commit(self) -> str | None:
+        out = git(
+            "rev-parse",
+            "--verify",
+            "-q",
+            f"refs/heads/{self.branch}",
+            cwd=self.repo_root,
+            check=False,
+        ).strip()
+        return out or None
+
+    def create_branch(self, commit: str) -> None:
+        git("update-ref", f"refs/heads/{self.branch}", commit, "", cwd=self.repo_root)
+
+    def move_branch(self, new: str, old: str) -> None:
+        """Compare-and-swap: the branch moves only if it still points at ``old``."""
+        git("update-ref", f"refs/heads/{self.branch}", new, old, cwd=self.repo_root)
+
+    def candidate_ref(self, experiment_id: int) -> str:
+        return f"refs/autoresearch/{self.tag}/{experiment_id}"
+
+    # -- worktrees ---------------------------------------------------------------------------
+    def add_worktree(self, name: str, commit: str) -> Path:
+        path = self.worktrees_dir / name
+        if path.exists():
+            self.remove_worktree(path)
+        self.worktrees_dir.mkdir(parents=True, exist_ok=True)
+        git("worktree", "add", "--detach", "-q", str(path), commit, cwd=self.repo_root)
+        return path
+
+    def remove_worktree(self, path: Path) -> None:
+        git("worktree", "remove", "--force", str(path), cwd=self.repo_root, check=False)
+        if path.exists():
+            shutil.rmtree(path, ignore_errors=True)
+            git("worktree", "prune", cwd=self.repo_root, check=False)
+
+    def remove_all_worktrees(self) -> list[str]:
+        """Remove worktrees left by a driver that died; returns their names."""
+        names = []
+        if self.worktrees_dir.exists():
+            for child in sorted(self.worktrees_dir.iterdir()):
+                self.remove_worktree(child)
+                names.append(child.name)
+        git("worktree", "prune", cwd=self.repo_root, check=False)
+        return names
+
+    # -- candidates --------------------------------------------------------------------------
+    def check_path(self, raw: str) -> str:
+        """The normalized domain-relative path of an edit, or ScopeError."""
+        if not raw or raw.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", raw) or "\0" in raw:
+            raise ScopeError(
+                f"{raw!r}: absolute paths are not allowed; use paths relative to the folder"
+            )
+        norm = posixpath.normpath(raw.replace("\\", "/"))
+        if norm == ".." or norm.startswith("../") or norm == ".":
+            raise ScopeError(f"{raw!r}: path escapes the research folder")
+        if norm.split("/")[0] in (STATE_DIRNAME, ".git"):
+            raise ScopeError(f"{raw!r}: the engine's own files are off-limits")
+        if glob_match(norm, self.fixed):
+            raise ScopeError(f"{raw!r}: a fixed (harness) file may not change")
+        if not glob_match(norm, self.editable):
+            raise ScopeError(f"{raw!r}: outside the editable files ({', '.join(self.editable)})")
+        return norm
+
+    def apply(self, worktree: Path, edits: Sequence[Edit]) -> list[str]:
+        """Validate every edit, then write them all (nothing is written if one is bad).
+        Returns the changed paths, relative to the domain."""
+        if not edits:
+            raise ScopeError("the candidate has no edits")
+        base = self.worktree_domain(worktree).resolve()
+        planned: dict[str, str | None] = {}
+        for edit in edits:
+            rel = self.check_path(edit.path)
+            target = base / rel
+            _no_symlinks(base, rel)
+            if not target.resolve().is_relative_to(base):
+                raise ScopeError(f"{edit.path!r}: resolves outside the research folder")
+            current = planned[rel] if rel in planned else _read_or_none(target)
+            if edit.delete:
+                if current is None:
+                    raise ScopeError(f"{edit.path!r}: cannot delete, the file does not exist")
+                planned[rel] = None
+            elif edit.content is not None:
+                planned[rel] = edit.content
+            else:
+                assert edit.search is not None and edit.replace is not None
+                if current is None:
+                    raise ScopeError(f"{edit.path!r}: search/replace on a file that does not exist")
+                count = current.count(edit.search)
+                if count != 1:
+                    where = "not found" if count == 0 else f"found {count} times"
+                    raise ScopeError(
+                        f"{edit.path!r}: search text {where}; it must match exactly once: "
+                        f"{edit.search[:80]!r}"
+                    )
+                planned[rel] = current.replace(edit.search, edit.replace, 1)
+        changed = [rel for rel, text in planned.items() if text != _read_or_none(base / rel)]
+        if not changed:
+            raise ScopeError("the candidate changes nothing")
+        for rel in changed:
+            target = base / rel
+            text = planned[rel]
+            if text is None:
+                target.unlink()
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(text, encoding="utf-8")
+        return sorted(changed)
+
+    def commit(
+        self, worktree: Path, changed: Sequence[str], message: str, experiment_id: int
+    ) -> str:
+        """Commit exactly ``changed`` in the worktree; keep it under the candidate ref."""
+        paths = [self.repo_path(p) for p in changed]
+        git("add", "--", *paths, cwd=worktree)
+        git("commit", "-q", "--no-verify", "-m", message, cwd=worktree, env=self._env)
+        sha = git("rev-parse", "HEAD", cwd=worktree).strip()
+        git("update-ref", self.candidate_ref(experiment_id), sha, cwd=self.repo_root)
+        return sha
+
+    def diff(self, old: str, new: str) -> str:
+        spec = [self.rel] if self.rel else []
+        return git("diff", "--no-color", old, new, "--", *spec, cwd=self.repo_root)
+
+    def files_at(self, commit: str, patterns: Sequence[str]) -> dict[str, str]:
+        """Text of the files matching ``patterns`` at ``commit`` (domain-relative paths)."""
+        spec = [self.rel] if self.rel else []
+        listing = git("ls-tree", "-r", "--name-only", "-z", commit, "--", *spec, cwd=self.repo_root)
+        out = {}
+        for path in filter(None, listing.split("\0")):
+            rel = path[len(self.rel) + 1 :] if self.rel else path
+            if glob_match(rel, patterns):
+                blob = subprocess.run(
+                    ["git", "show", f"{commit}:{path}"], cwd=self.repo_root, capture_output=True
+                )
+                out[rel] = blob.stdout.decode("utf-8", errors="replace")
+        return out
+
+    def snapshot(self, domain: Path, hashes: bool = True) -> dict[str, str]:
+        """Hashes of every editable and fixed file under ``domain`` (to detect changes made
+        while a run was going); with ``hashes=False`` only the paths (values empty)."""
+        out = {}
+        patterns = (*self.editable, *self.fixed)
+        for dirpath, dirnames, filenames in os.walk(domain):
+            dirnames[:] = [d for d in dirnames if d not in (".git", STATE_DIRNAME, "__pycache__")]
+            for name in filenames:
+                full = Path(dirpath) / name
+                rel = full.relative_to(domain).as_posix()
+                if glob_match(rel, patterns) and not full.is_symlink():
+                    out[rel] = sha256_file(full) if hashes else ""
+        return out
+
+
+def _read_or_none(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (IsADirectoryError, UnicodeDecodeError) as e:
+        raise ScopeError(f"{path.name}: cannot edit ({e})") from None
+
+
+def _no_symlinks(base: Path, rel: str) -> None:
+    current = base
+    for part in rel.split("/"):
+        current = current / part
+        if current.is_symlink():
+            raise ScopeError(f"{rel!r}: goes through a symlink ({part}); symlinks are not followed")
+
+
+def changed_files(before: dict[str, str], after: dict[str, str]) -> list[str]:
+    return sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))

@@ -1,0 +1,327 @@
+"""The ``autoresearch`` command line. Logic lives in the library; this maps flags to it.
+
+Exit codes: 0 done; 1 an experiment setup failed (e.g. the baseline crashed); 2 bad usage or
+config; 3 the folder is busy or its state forbids the request (lock held, tag exists,
+uncommitted changes); 130 interrupted (Ctrl-C / SIGTERM).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ._config import ConfigError
+from ._domains import bundled_domains, resolve_domain
+from ._init import write_config
+from ._loop import BaselineFailed, Event, Loop
+from ._report import diff_text, status_data
+from ._session import SessionError
+from ._types import Status
+from ._workspace import WorkspaceError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUSY, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+app = typer.Typer(
+    help="Autonomous keep/revert research loops with a harness the proposer cannot edit.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+_STATUS_STYLE = {
+    "keep": "green",
+    "discard": "dim",
+    "crash": "red",
+    "timeout": "red",
+    "oom": "red",
+    "invalid": "yellow",
+    "gate_failed": "magenta",
+    "interrupted": "yellow",
+}
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code)
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.6g}"
+
+
+class _Printer:
+    """One line per experiment (id, status, metric, best so far, elapsed), with a progress
+    bar when the run has an experiment budget."""
+
+    def __init__(self, metric: str, total: int | None) -> None:
+        self.metric = metric
+        self.total = total
+        self.done = 0
+
+    def __call__(self, event: Event) -> None:
+        if event.kind != "experiment" or event.record is None:
+            console.print(f"[cyan]·[/cyan] {event.message}")
+            return
+        r = event.record
+        self.done += 1
+        style = _STATUS_STYLE.get(r.status.value, "")
+        minutes, seconds = divmod(int(event.elapsed_s), 60)
+        progress = f"[{self.done}/{self.total}] " if self.total else ""
+        reason = f" [dim]({r.reason})[/dim]" if r.status is not Status.KEEP and r.reason else ""
+        console.print(
+            f"{progress}#{r.id:<4} [{style}]{r.status.value:<11}[/{style}] "
+            f"{self.metric} {_fmt(r.value):<10} best {_fmt(event.best_value):<10} "
+            f"{minutes:02d}:{seconds:02d}  {r.description[:70]}{reason}"
+        )
+
+
+@app.command()
+def run(
+    target: Annotated[
+        str, typer.Argument(help="A folder with an autoresearch.toml, or a bundled domain's name.")
+    ],
+    preset: Annotated[
+        str | None, typer.Option(help="Named preset from the config ([presets.NAME]).")
+    ] = None,
+    proposer: Annotated[
+        str | None, typer.Option(help="knob, scripted, llm or agent (default: the config's).")
+    ] = None,
+    script: Annotated[
+        Path | None, typer.Option(help="JSONL file for the scripted proposer.")
+    ] = None,
+    max_experiments: Annotated[
+        int | None, typer.Option(min=1, help="Stop after N experiments (the baseline counts).")
+    ] = None,
+    max_hours: Annotated[
+        float | None, typer.Option(min=0, help="Stop before this many hours have passed.")
+    ] = None,
+    tag: Annotated[
+        str | None,
+        typer.Option(help="Run tag; the branch is autoresearch/<tag> (default: from the date)."),
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue a stopped run (the latest, or --tag).")
+    ] = False,
+    acceptance: Annotated[
+        str | None, typer.Option(help="Acceptance policy (overrides acceptance.policy).")
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="llm: model name.")] = None,
+    base_url: Annotated[str | None, typer.Option(help="llm: OpenAI-compatible endpoint.")] = None,
+    local_model: Annotated[
+        str | None, typer.Option(help="llm: start a local server: smollm2, PATH.gguf or vllm:NAME.")
+    ] = None,
+    max_cost_usd: Annotated[
+        float | None, typer.Option(min=0, help="Stop before LLM spend exceeds this (USD).")
+    ] = None,
+    max_tokens: Annotated[
+        int | None, typer.Option(min=1, help="Stop before LLM tokens exceed this.")
+    ] = None,
+    gpu_ids: Annotated[str | None, typer.Option(help="CUDA_VISIBLE_DEVICES for the runs.")] = None,
+    workdir: Annotated[
+        Path | None, typer.Option(help="Where a bundled domain is copied (default ./NAME).")
+    ] = None,
+) -> None:
+    """Run the research loop on TARGET until a budget ends or Ctrl-C."""
+    try:
+        domain, note = resolve_domain(target, workdir)
+        if note:
+            console.print(f"[cyan]·[/cyan] {note}")
+        printer = _Printer("value", max_experiments)
+        loop = Loop.from_dir(
+            domain,
+            preset=preset,
+            proposer=proposer,
+            script=str(script) if script else None,
+            tag=tag,
+            resume=resume,
+            acceptance=acceptance,
+            model=model,
+            base_url=base_url,
+            local_model=local_model,
+            max_cost_usd=max_cost_usd,
+            max_tokens=max_tokens,
+            gpu_ids=gpu_ids,
+            on_event=printer,
+        )
+        printer.metric = loop.config.objective.metric or "value"
+        console.print(
+            f"[bold]autoresearch[/bold] {domain.name}: {printer.metric} "
+            f"({loop.config.objective.direction}), preset {loop.preset or '-'}, "
+            f"acceptance {loop.acceptance.name}, budget {loop.config.time_budget_s:g} s/experiment"
+        )
+        summary = loop.run(max_experiments=max_experiments, max_hours=max_hours)
+    except ConfigError as e:
+        raise _fail(str(e), EXIT_USAGE) from None
+    except (SessionError, WorkspaceError) as e:
+        raise _fail(str(e), EXIT_BUSY) from None
+    except BaselineFailed as e:
+        raise _fail(str(e), EXIT_FAILED) from None
+    counts = ", ".join(f"{n} {s}" for s, n in summary.counts.items() if n)
+    console.print(
+        f"[bold]{summary.tag}[/bold]: {summary.experiments} experiments ({counts}); "
+        f"baseline {_fmt(summary.baseline_value)} → best {_fmt(summary.best_value)} "
+        f"on branch {summary.branch} ({(summary.best_commit or '')[:7]}); {summary.stopped_because}"
+    )
+    if summary.interrupted:
+        console.print(f"resume with: autoresearch run {domain} --resume --tag {summary.tag}")
+        raise typer.Exit(EXIT_INTERRUPTED)
+
+
+@app.command()
+def baseline(
+    target: Annotated[
+        str, typer.Argument(help="A folder with an autoresearch.toml, or a bundled domain's name.")
+    ],
+    preset: Annotated[str | None, typer.Option(help="Named preset.")] = None,
+    tag: Annotated[str | None, typer.Option(help="Tag to record it under.")] = None,
+) -> None:
+    """Run the unmodified target once and print its metric."""
+    try:
+        domain, note = resolve_domain(target)
+        if note:
+            console.print(f"[cyan]·[/cyan] {note}")
+        loop = Loop.from_dir(domain, preset=preset, tag=tag)
+        record = loop.baseline()
+    except ConfigError as e:
+        raise _fail(str(e), EXIT_USAGE) from None
+    except (SessionError, WorkspaceError) as e:
+        raise _fail(str(e), EXIT_BUSY) from None
+    except BaselineFailed as e:
+        raise _fail(str(e), EXIT_FAILED) from None
+    if record.status is Status.INTERRUPTED:
+        raise typer.Exit(EXIT_INTERRUPTED)
+    metric = loop.config.objective.metric or "value"
+    console.print(f"{metric}: {_fmt(record.value)}  (tag {record.tag}, experiment {record.id})")
+
+
+@app.command()
+def status(
+    target: Annotated[Path, typer.Argument(help="The domain folder.")],
+    tag: Annotated[str | None, typer.Option(help="Which run (default: the latest).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
+    holdout: Annotated[
+        bool, typer.Option("--holdout", help="Show holdout metrics beside validation.")
+    ] = False,
+) -> None:
+    """Show a run's progress: best value, counts by status, noise, spend."""
+    try:
+        data = status_data(target, tag, holdout)
+    except (ConfigError, SessionError) as e:
+        raise _fail(str(e), EXIT_USAGE) from None
+    if as_json:
+        print(json.dumps(data, indent=2, default=str))
+        return
+    _print_status(data, holdout)
+
+
+def _print_status(data: dict[str, Any], holdout: bool) -> None:
+    console.print(
+        f"[bold]{data['tag']}[/bold] ({data['state']}): {data['metric']} {data['direction']}; "
+        f"baseline {_fmt(data['baseline_value'])} → best {_fmt(data['best_value'])} "
+        f"({(data['best_commit'] or '')[:7]}); noise σ {_fmt(data['noise_sigma'])}; "
+        f"spend {data['spend']['tokens']} tokens, ${data['spend']['cost_usd']:.4f}"
+    )
+    console.print("  " + ", ".join(f"{k} {v}" for k, v in data["counts"].items() if v))
+    for k, v in data.get("report", {}).items():
+        console.print(f"  {k}: {_fmt(v)}")
+    table = Table(box=None, pad_edge=False)
+    for col in ("id", "status", data["metric"], *(["holdout"] if holdout else []), "description"):
+        table.add_column(col)
+    for r in data["recent"]:
+        style = _STATUS_STYLE.get(r["status"], "")
+        row = [str(r["id"]), f"[{style}]{r['status']}[/{style}]", _fmt(r["value"])]
+        if holdout:
+            row.append(", ".join(f"{k}={v:.4g}" for k, v in r.get("holdout", {}).items()) or "-")
+        table.add_row(*row, r["description"][:80])
+    console.print(table)
+
+
+@app.command()
+def diff(
+    target: Annotated[Path, typer.Argument(help="The domain folder.")],
+    experiment: Annotated[
+        int | None, typer.Argument(help="One experiment's id (default: baseline → best).")
+    ] = None,
+    tag: Annotated[str | None, typer.Option(help="Which run (default: the latest).")] = None,
+) -> None:
+    """Print the cumulative change from the baseline to the best, or one experiment's diff."""
+    try:
+        sys.stdout.write(diff_text(target, tag, experiment))
+    except (ConfigError, SessionError, WorkspaceError) as e:
+        raise _fail(str(e), EXIT_USAGE) from None
+
+
+@app.command()
+def domains() -> None:
+    """List the bundled domains."""
+    found = bundled_domains()
+    if not found:
+        console.print("no bundled domains found")
+        return
+    for name, desc in found.items():
+        console.print(f"[bold]{name:<16}[/bold] {desc}")
+
+
+@app.command()
+def init(
+    target: Annotated[Path, typer.Argument(help="An existing folder to put under the loop.")],
+    editable: Annotated[
+        list[str],
+        typer.Option("--editable", help="Glob of files a candidate may change (repeatable)."),
+    ],
+    command: Annotated[str, typer.Option(help="Shell command that runs one experiment.")],
+    metric: Annotated[str, typer.Option(help="Name of the primary metric.")],
+    direction: Annotated[str, typer.Option(help="minimize or maximize.")],
+    fixed: Annotated[
+        list[str] | None, typer.Option("--fixed", help="Glob of harness files (repeatable).")
+    ] = None,
+    metric_source: Annotated[str, typer.Option(help="summary, metric-lines or json.")] = "summary",
+    time_budget_s: Annotated[float, typer.Option(help="The experiment's time budget.")] = 300.0,
+    timeout_s: Annotated[
+        float | None, typer.Option(help="Hard kill (default 1.5 x budget + 60).")
+    ] = None,
+    memory_limit_mb: Annotated[
+        int | None, typer.Option(help="Memory cap of the run's process tree.")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite an existing autoresearch.toml.")
+    ] = False,
+) -> None:
+    """Write a valid autoresearch.toml into an existing folder."""
+    try:
+        path = write_config(
+            target,
+            editable=editable,
+            fixed=fixed or [],
+            command=command,
+            metric=metric,
+            direction=direction,
+            metric_source=metric_source,
+            time_budget_s=time_budget_s,
+            timeout_s=timeout_s,
+            memory_limit_mb=memory_limit_mb,
+            force=force,
+        )
+    except ConfigError as e:
+        raise _fail(str(e), EXIT_USAGE) from None
+    console.print(f"wrote {path}; try: autoresearch baseline {target}")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(EXIT_INTERRUPTED)
+
+
+if __name__ == "__main__":
+    main()
