@@ -274,10 +274,10 @@ class Loop:
         fields: dict[str, Any] = {}
         try:
             try:
-                changed = ws.apply(worktree, candidate.edits)
+                changed, created = ws.apply(worktree, candidate.edits)
             except ScopeError as e:
                 return self._finish(proposer, candidate, exp, Status.INVALID, str(e))
-            commit = ws.commit(worktree, changed, _commit_message(candidate, exp), exp)
+            commit = ws.commit(worktree, changed, _commit_message(candidate, exp), exp, created)
             diff = ws.diff(parent, commit)
             (folder / "diff.patch").write_text(diff, encoding="utf-8")
             domain = ws.worktree_domain(worktree)

@@ -195,10 +195,9 @@ class LocalSandbox(Sandbox):
                 self._note(f"network=false not enforced: {why}")
 
         def find_pids() -> list[int]:
-            found = set(pids_with_marker(marker))
-            if cgroup is not None:
-                found.update(cgroup.pids())
-            return sorted(found)
+            # The cgroup lists every process of the run (it cannot be left); without one,
+            # the environment marker finds them, also after setsid() or a double fork.
+            return cgroup.pids() if cgroup is not None else pids_with_marker(marker)
 
         start = time.monotonic()
         log_limit = int(spec.log_limit_mb * 1024 * 1024)

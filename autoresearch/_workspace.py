@@ -144,6 +144,8 @@ class Workspace:
         self.state_dir = self.domain_dir / STATE_DIRNAME
         self.worktrees_dir = self.state_dir / "worktrees"
         self._env = _identity_env(self.repo_root)
+        self._branch_sha: str | None = None
+        self._files_cache: dict[tuple[str, tuple[str, ...]], dict[str, str]] = {}
 
     # -- paths -------------------------------------------------------------------------------
     def repo_path(self, rel_to_domain: str) -> str:
@@ -199,22 +201,28 @@ class Workspace:
         return git("rev-parse", "HEAD", cwd=self.repo_root).strip()
 
     def branch_commit(self) -> str | None:
-        out = git(
-            "rev-parse",
-            "--verify",
-            "-q",
-            f"refs/heads/{self.branch}",
-            cwd=self.repo_root,
-            check=False,
-        ).strip()
-        return out or None
+        """The research branch's commit. Cached: only this driver moves the branch (it holds
+        the folder's lock), and a git call per read would dominate the harness overhead."""
+        if self._branch_sha is None:
+            out = git(
+                "rev-parse",
+                "--verify",
+                "-q",
+                f"refs/heads/{self.branch}",
+                cwd=self.repo_root,
+                check=False,
+            ).strip()
+            self._branch_sha = out or None
+        return self._branch_sha
 
     def create_branch(self, commit: str) -> None:
         git("update-ref", f"refs/heads/{self.branch}", commit, "", cwd=self.repo_root)
+        self._branch_sha = commit
 
     def move_branch(self, new: str, old: str) -> None:
         """Compare-and-swap: the branch moves only if it still points at ``old``."""
         git("update-ref", f"refs/heads/{self.branch}", new, old, cwd=self.repo_root)
+        self._branch_sha = new
 
     def candidate_ref(self, experiment_id: int) -> str:
         return f"refs/autoresearch/{self.tag}/{experiment_id}"
@@ -262,9 +270,9 @@ class Workspace:
             raise ScopeError(f"{raw!r}: outside the editable files ({', '.join(self.editable)})")
         return norm
 
-    def apply(self, worktree: Path, edits: Sequence[Edit]) -> list[str]:
+    def apply(self, worktree: Path, edits: Sequence[Edit]) -> tuple[list[str], list[str]]:
         """Validate every edit, then write them all (nothing is written if one is bad).
-        Returns the changed paths, relative to the domain."""
+        Returns the changed paths and, among them, the newly created ones (domain-relative)."""
         if not edits:
             raise ScopeError("the candidate has no edits")
         base = self.worktree_domain(worktree).resolve()
@@ -297,6 +305,7 @@ class Workspace:
         changed = [rel for rel, text in planned.items() if text != _read_or_none(base / rel)]
         if not changed:
             raise ScopeError("the candidate changes nothing")
+        created = [rel for rel in changed if not (base / rel).exists()]
         for rel in changed:
             target = base / rel
             text = planned[rel]
@@ -305,16 +314,24 @@ class Workspace:
             else:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_text(text, encoding="utf-8")
-        return sorted(changed)
+        return sorted(changed), sorted(created)
 
     def commit(
-        self, worktree: Path, changed: Sequence[str], message: str, experiment_id: int
+        self,
+        worktree: Path,
+        changed: Sequence[str],
+        message: str,
+        experiment_id: int,
+        new_files: Sequence[str] = (),
     ) -> str:
         """Commit exactly ``changed`` in the worktree; keep it under the candidate ref."""
         paths = [self.repo_path(p) for p in changed]
-        git("add", "--", *paths, cwd=worktree)
-        git("commit", "-q", "--no-verify", "-m", message, cwd=worktree, env=self._env)
-        sha = git("rev-parse", "HEAD", cwd=worktree).strip()
+        created = [self.repo_path(p) for p in changed if p in new_files]
+        if created:
+            git("add", "--", *created, cwd=worktree)
+        # A pathspec commit takes exactly these paths (modified, deleted or just added).
+        git("commit", "-q", "--no-verify", "-m", message, "--", *paths, cwd=worktree, env=self._env)
+        sha = _worktree_head(worktree) or git("rev-parse", "HEAD", cwd=worktree).strip()
         git("update-ref", self.candidate_ref(experiment_id), sha, cwd=self.repo_root)
         return sha
 
@@ -323,18 +340,33 @@ class Workspace:
         return git("diff", "--no-color", old, new, "--", *spec, cwd=self.repo_root)
 
     def files_at(self, commit: str, patterns: Sequence[str]) -> dict[str, str]:
-        """Text of the files matching ``patterns`` at ``commit`` (domain-relative paths)."""
+        """Text of the files matching ``patterns`` at ``commit`` (domain-relative paths).
+        Cached per commit: commits never change."""
+        key = (commit, tuple(patterns))
+        if key in self._files_cache:
+            return dict(self._files_cache[key])
         spec = [self.rel] if self.rel else []
         listing = git("ls-tree", "-r", "--name-only", "-z", commit, "--", *spec, cwd=self.repo_root)
-        out = {}
-        for path in filter(None, listing.split("\0")):
-            rel = path[len(self.rel) + 1 :] if self.rel else path
-            if glob_match(rel, patterns):
-                blob = subprocess.run(
-                    ["git", "show", f"{commit}:{path}"], cwd=self.repo_root, capture_output=True
-                )
-                out[rel] = blob.stdout.decode("utf-8", errors="replace")
-        return out
+        paths = [p for p in listing.split("\0") if p and glob_match(self._domain_rel(p), patterns)]
+        out: dict[str, str] = {}
+        if paths:
+            # One `git cat-file --batch` for all blobs: "<sha> blob <size>\n<data>\n" each.
+            batch = subprocess.run(
+                ["git", "cat-file", "--batch"],
+                cwd=self.repo_root,
+                capture_output=True,
+                input="".join(f"{commit}:{p}\n" for p in paths).encode(),
+                check=True,
+            ).stdout
+            pos = 0
+            for p in paths:
+                header_end = batch.index(b"\n", pos)
+                size = int(batch[pos:header_end].split()[2])
+                data = batch[header_end + 1 : header_end + 1 + size]
+                out[self._domain_rel(p)] = data.decode("utf-8", errors="replace")
+                pos = header_end + 1 + size + 1
+        self._files_cache[key] = out
+        return dict(out)
 
     def snapshot(self, domain: Path, hashes: bool = True) -> dict[str, str]:
         """Hashes of every editable and fixed file under ``domain`` (to detect changes made
@@ -349,6 +381,16 @@ class Workspace:
                 if glob_match(rel, patterns) and not full.is_symlink():
                     out[rel] = sha256_file(full) if hashes else ""
         return out
+
+
+def _worktree_head(worktree: Path) -> str | None:
+    """The detached HEAD of a worktree read from its files (saves a git process)."""
+    try:
+        gitdir = (worktree / ".git").read_text().strip().removeprefix("gitdir: ")
+        head = (Path(gitdir) / "HEAD").read_text().strip()
+    except OSError:
+        return None
+    return head if re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", head) else None
 
 
 def _read_or_none(path: Path) -> str | None:
