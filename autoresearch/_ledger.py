@@ -289,13 +289,15 @@ class Ledger:
         )
         return [float(r["value"]) for r in rows]
 
-    def calibration_values(self, tag: str) -> list[tuple[str, float]]:
-        rows = self._db.execute(
-            "SELECT commit_sha, value FROM runs WHERE tag=? AND kind IN ('baseline','calibration')"
-            " AND value IS NOT NULL ORDER BY id",
+    def values_by_commit(self, tag: str) -> dict[str, list[float]]:
+        """Measured values of every run of this tag, grouped by commit, oldest first."""
+        out: dict[str, list[float]] = {}
+        for r in self._db.execute(
+            "SELECT commit_sha, value FROM runs WHERE tag=? AND value IS NOT NULL ORDER BY id",
             (tag,),
-        )
-        return [(r["commit_sha"], float(r["value"])) for r in rows]
+        ):
+            out.setdefault(r["commit_sha"], []).append(float(r["value"]))
+        return out
 
     def run_count(self, tag: str) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM runs WHERE tag=?", (tag,)).fetchone()[0])

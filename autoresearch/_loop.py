@@ -4,37 +4,33 @@ record — until a budget ends. Knows no domain."""
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import signal
 import statistics
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ._acceptance import Acceptance, Evidence, Verdict, make_acceptance
+from ._acceptance import Acceptance, Verdict, make_acceptance
 from ._config import ConfigError, ResearchConfig, load_config
-from ._objective import MetricMissing, Objective, import_path, load_objective
+from ._measure import Interrupted, Measurer, content_hash, memory_gb, summarize, write_json
+from ._objective import Objective, import_path, load_objective
 from ._proposer import PROPOSERS, Proposer, ProposerSettings
-from ._sandbox import LocalSandbox, RunSpec, Sandbox
-from ._session import LEDGER_NAME, Session, marker_prefix, open_session
+from ._sandbox import LocalSandbox, Sandbox
+from ._session import LEDGER_NAME, Session, open_session
 from ._types import (
     Candidate,
     Context,
     ExperimentRecord,
     HistoryEntry,
-    Measurement,
-    RunResult,
     RunSummary,
     Status,
 )
-from ._workspace import RESULTS_NAME, STATE_DIRNAME, ScopeError, changed_files, glob_match
+from ._workspace import RESULTS_NAME, ScopeError
 
-# Chars of a failed run's log handed to the proposer as the last failure.
-FAILURE_TAIL_CHARS = 4000
 # Consecutive proposer errors after which the loop gives up.
 MAX_PROPOSER_ERRORS = 5
 _FAILURES = (Status.CRASH, Status.TIMEOUT, Status.OOM, Status.INVALID, Status.GATE_FAILED)
@@ -66,10 +62,6 @@ class Event:
     record: ExperimentRecord | None = None
     best_value: float | None = None
     elapsed_s: float = 0.0
-
-
-class _Stop(Exception):
-    """Ends the loop early (Ctrl-C / SIGTERM)."""
 
 
 class Loop:
@@ -110,8 +102,7 @@ class Loop:
         self._session: Session | None = None
         self._interrupted = threading.Event()
         self._in_proposer = False
-        self._last_failure: str | None = None
-        self._fixed_hashes: dict[str, str] | None = None
+        self._measurer: Measurer | None = None
         self._started = time.monotonic()
 
     @classmethod
@@ -155,7 +146,7 @@ class Loop:
         done = 0
         try:
             with self._signals():
-                if self._incumbent_values() == []:
+                if self._m.incumbent_values() == []:
                     self._baseline()
                     done += 1
                 proposer = self._make_proposer()
@@ -167,7 +158,11 @@ class Loop:
                     if stop:
                         stopped = stop
                         break
-                    self._calibrate(done)
+                    note = self._m.calibrate(done)
+                    if note:
+                        self.on_event(
+                            Event("calibration", message=note, best_value=self._m.best_value())
+                        )
                     t0 = time.monotonic()
                     record = self._experiment(proposer)
                     if record is None:
@@ -180,8 +175,8 @@ class Loop:
                         stopped = f"the proposer failed {errors} times in a row: {record.reason}"
                         break
                     if record.status is Status.INTERRUPTED:
-                        raise _Stop
-        except (_Stop, KeyboardInterrupt):
+                        raise Interrupted
+        except (Interrupted, KeyboardInterrupt):
             stopped = "interrupted"
         finally:
             if proposer is not None:
@@ -223,7 +218,7 @@ class Loop:
                 baseline = r.value if baseline is None else baseline
         program_path = self.domain_dir / self.config.program
         program = program_path.read_text(encoding="utf-8") if program_path.exists() else ""
-        incumbent = self._incumbent()
+        incumbent = self._m.incumbent()
         return Context(
             program=program,
             files=s.workspace.files_at(incumbent, self.config.editable),
@@ -233,7 +228,7 @@ class Loop:
             best_value=best,
             baseline_value=baseline,
             experiment_id=(records[-1].id + 1) if records else 1,
-            last_failure=self._last_failure,
+            last_failure=self._m.last_failure,
             editable_globs=tuple(self.config.editable),
         )
 
@@ -241,15 +236,15 @@ class Loop:
     def _experiment(self, proposer: Proposer) -> ExperimentRecord | None:
         s = self._require_session()
         ledger, ws = s.ledger, s.workspace
-        parent = self._incumbent()
+        parent = self._m.incumbent()
         t0 = time.monotonic()
         context = self.context()
         # The failure shown to a proposer is that of the experiment just before this one.
-        self._last_failure = None
+        self._m.last_failure = None
         try:
             self._in_proposer = True
             candidate = proposer.propose(context)
-        except (KeyboardInterrupt, _Stop):
+        except (KeyboardInterrupt, Interrupted):
             raise
         except Exception as e:  # a proposer failure never kills the loop
             candidate = Candidate(f"proposer error: {type(e).__name__}")
@@ -269,7 +264,7 @@ class Loop:
             candidate.cost_usd,
             time.monotonic() - t0,
         )
-        folder = self._folder(exp)
+        folder = self._m.folder(exp)
         worktree = ws.add_worktree(f"{s.tag}-{exp}", parent)
         fields: dict[str, Any] = {}
         try:
@@ -282,10 +277,10 @@ class Loop:
             (folder / "diff.patch").write_text(diff, encoding="utf-8")
             domain = ws.worktree_domain(worktree)
             before = ws.snapshot(domain)
-            content_hash = _content_hash(before, self.preset)
-            fields.update(commit_sha=commit, diff=diff, content_hash=content_hash)
+            digest = content_hash(before, self.preset)
+            fields.update(commit_sha=commit, diff=diff, content_hash=digest)
             ledger.update(exp, **fields)
-            twin = ledger.find_measured(s.tag, content_hash)
+            twin = ledger.find_measured(s.tag, digest)
             if twin is not None:
                 return self._finish(
                     proposer,
@@ -297,14 +292,16 @@ class Loop:
                     secondary=twin.secondary,
                     holdout=twin.holdout,
                 )
-            status, reason, runs = self._measure(exp, "candidate", commit, worktree, folder, before)
+            status, reason, runs = self._m.measure(
+                exp, "candidate", commit, worktree, folder, before
+            )
             fields.update(n_runs=len(runs), log_path=str(folder / "run.log"))
             if status is not None:
                 return self._finish(proposer, candidate, exp, status, reason, **fields)
             measured = [m for _, m in runs]
-            verdict, reason = self._decide(exp, commit, worktree, folder, before, runs, parent)
+            verdict, reason = self._m.decide(exp, commit, worktree, folder, before, runs, parent)
             last_run, _ = runs[-1]
-            fields.update(_summarize(measured), memory_gb=_memory_gb(r for r, _ in runs))
+            fields.update(summarize(measured), memory_gb=memory_gb(r for r, _ in runs))
             if verdict is Verdict.KEEP:
                 gate = self.objective.gate(last_run)
                 if not gate.passed:
@@ -320,130 +317,6 @@ class Loop:
             return self._finish(proposer, candidate, exp, Status.DISCARD, reason, **fields)
         finally:
             ws.remove_worktree(worktree)
-
-    def _measure(
-        self,
-        exp: int | None,
-        kind: str,
-        commit: str,
-        worktree: Path,
-        folder: Path,
-        before: dict[str, str],
-    ) -> tuple[Status | None, str, list[tuple[RunResult, Measurement]]]:
-        """One sandbox run of ``commit`` in ``worktree``, recorded in the runs table. Returns
-        (failure status or None, reason, [(run, measurement)])."""
-        s = self._require_session()
-        n = len(s.ledger.run_values(s.tag, commit))
-        suffix = "" if n == 0 else f"-{n + 1}"
-        domain = s.workspace.worktree_domain(worktree)
-        # Candidate commits only ever change editable files, so every worktree of the session
-        # must hold the same fixed files as the first one measured.
-        fixed_now = {k: v for k, v in before.items() if k not in self._editable_in(before)}
-        if self._fixed_hashes is None:
-            self._fixed_hashes = fixed_now
-        if fixed_now != self._fixed_hashes:
-            bad = changed_files(self._fixed_hashes, fixed_now)
-            return Status.INVALID, f"fixed files differ from the baseline: {', '.join(bad)}", []
-        spec = RunSpec(
-            workdir=domain,
-            command=self.config.command,
-            log_path=folder / f"run{suffix}.log",
-            time_budget_s=self.config.time_budget_s,
-            timeout_s=self.config.hard_timeout_s,
-            seed=n,
-            eval_command=self.config.eval_command,
-            eval_log_path=folder / f"eval{suffix}.log" if self.config.eval_command else None,
-            eval_timeout_s=self.config.eval_timeout_s,
-            memory_limit_mb=self.config.memory_limit_mb,
-            log_limit_mb=self.config.log_limit_mb,
-            network=self.config.network,
-            env=self.config.env,
-            env_allow=tuple(self.config.env_allow),
-            env_deny=tuple(self.config.env_deny),
-            marker_prefix=marker_prefix(self.domain_dir),
-            gpu_ids=self.gpu_ids,
-        )
-        run = self.sandbox.run(spec)
-        changed = changed_files(before, s.workspace.snapshot(domain))
-        if run.failure is None and changed:
-            s.ledger.add_run(s.tag, exp, kind, commit, run, None, Status.INVALID)
-            return Status.INVALID, f"files changed during the run: {', '.join(changed)}", []
-        if run.failure is not None:
-            s.ledger.add_run(s.tag, exp, kind, commit, run, None)
-            self._last_failure = (
-                f"{run.failure.value}: {run.reason}\n{run.log_tail(FAILURE_TAIL_CHARS)}"
-            )
-            return run.failure, run.reason, []
-        try:
-            m = self.objective.measure(run)
-        except MetricMissing as e:
-            s.ledger.add_run(s.tag, exp, kind, commit, run, None, Status.CRASH, str(e))
-            self._last_failure = f"crash: {e}\n{run.log_tail(FAILURE_TAIL_CHARS)}"
-            return Status.CRASH, f"no metric: {e}", []
-        s.ledger.add_run(s.tag, exp, kind, commit, run, m)
-        _write_json(
-            folder / f"measurement{suffix}.json",
-            {
-                "primary": m.primary,
-                "secondary": dict(m.secondary),
-                "holdout": dict(m.holdout),
-                "seed": run.seed,
-                "wall_s": run.wall_s,
-                "peak_memory_mb": run.peak_memory_mb,
-            },
-        )
-        return None, "", [(run, m)]
-
-    def _decide(
-        self,
-        exp: int,
-        commit: str,
-        worktree: Path,
-        folder: Path,
-        before: dict[str, str],
-        runs: list[tuple[RunResult, Measurement]],
-        parent: str,
-    ) -> tuple[Verdict, str]:
-        """Ask the acceptance policy; run what it asks for (interleaved) until it decides."""
-        s = self._require_session()
-        values = [m.primary for _, m in runs]
-        inc_tree: Path | None = None
-        try:
-            while True:
-                evidence = Evidence(
-                    tuple(values),
-                    tuple(self._incumbent_values()),
-                    self.config.objective.direction,
-                    self._noise_sigma(),
-                )
-                decision = self.acceptance.decide(evidence)
-                if decision.verdict is not Verdict.MEASURE:
-                    return decision.verdict, decision.reason
-                if len(values) >= self.acceptance.max_runs_per_candidate:
-                    return Verdict.DISCARD, f"undecided after {len(values)} runs: {decision.reason}"
-                for i in range(max(decision.more_candidate, decision.more_incumbent)):
-                    if i < decision.more_incumbent:
-                        if inc_tree is None:
-                            inc_tree = s.workspace.add_worktree(f"{s.tag}-{exp}-incumbent", parent)
-                        inc_before = s.workspace.snapshot(s.workspace.worktree_domain(inc_tree))
-                        st, why, _ = self._measure(
-                            exp, "re-measure", parent, inc_tree, folder, inc_before
-                        )
-                        if st is Status.INTERRUPTED:
-                            raise _Stop
-                    if i < decision.more_candidate:
-                        st, why, more = self._measure(
-                            exp, "re-measure", commit, worktree, folder, before
-                        )
-                        if st is Status.INTERRUPTED:
-                            raise _Stop
-                        if st is not None:
-                            return Verdict.DISCARD, f"a repeat run failed ({st.value}: {why})"
-                        runs.extend(more)
-                        values.append(more[0][1].primary)
-        finally:
-            if inc_tree is not None:
-                s.workspace.remove_worktree(inc_tree)
 
     def _finish(
         self,
@@ -461,8 +334,8 @@ class Loop:
         if status is Status.KEEP:
             assert record.commit is not None
             s.workspace.move_branch(record.commit, record.parent_commit)
-        elif status in _FAILURES and self._last_failure is None:
-            self._last_failure = f"{status.value}: {reason}"
+        elif status in _FAILURES and self._m.last_failure is None:
+            self._m.last_failure = f"{status.value}: {reason}"
         self._write_results()
         if proposer is not None:
             with contextlib.suppress(Exception):
@@ -471,7 +344,7 @@ class Loop:
             Event(
                 "experiment",
                 record=record,
-                best_value=self._best_value(),
+                best_value=self._m.best_value(),
                 elapsed_s=time.monotonic() - self._started,
             )
         )
@@ -487,15 +360,15 @@ class Loop:
     # -- baseline and noise ------------------------------------------------------------------
     def _baseline(self) -> ExperimentRecord:
         s = self._require_session()
-        base = self._incumbent()
+        base = self._m.incumbent()
         exp = s.ledger.begin(
             s.tag, base, "baseline", "baseline", "the unmodified target, measured first"
         )
-        folder = self._folder(exp)
+        folder = self._m.folder(exp)
         worktree = s.workspace.add_worktree(f"{s.tag}-{exp}", base)
         try:
             before = s.workspace.snapshot(s.workspace.worktree_domain(worktree))
-            status, reason, runs = self._measure(exp, "baseline", base, worktree, folder, before)
+            status, reason, runs = self._m.measure(exp, "baseline", base, worktree, folder, before)
         finally:
             s.workspace.remove_worktree(worktree)
         cand = Candidate("baseline")
@@ -510,12 +383,12 @@ class Loop:
                 log_path=str(folder / "run.log"),
             )
             if status is Status.INTERRUPTED:
-                raise _Stop
+                raise Interrupted
             raise BaselineFailed(
                 f"the baseline run failed ({status.value}: {reason}); nothing can be compared "
                 f"to it. See {folder / 'run.log'}"
             )
-        fields = _summarize([m for _, m in runs])
+        fields = summarize([m for _, m in runs])
         return self._finish(
             None,
             cand,
@@ -525,49 +398,9 @@ class Loop:
             commit_sha=base,
             n_runs=1,
             log_path=str(folder / "run.log"),
-            memory_gb=_memory_gb(r for r, _ in runs),
+            memory_gb=memory_gb(r for r, _ in runs),
             **fields,
         )
-
-    def _calibrate(self, done: int) -> None:
-        """Extra runs of the incumbent for a noise estimate, when the policy asks for them."""
-        n = self.acceptance.calibration_runs(done)
-        if n <= 0:
-            return
-        s = self._require_session()
-        incumbent = self._incumbent()
-        folder = s.workspace.state_dir / "runs" / s.tag / f"calibration-{done}"
-        folder.mkdir(parents=True, exist_ok=True)
-        worktree = s.workspace.add_worktree(f"{s.tag}-calibration", incumbent)
-        try:
-            before = s.workspace.snapshot(s.workspace.worktree_domain(worktree))
-            for _ in range(n):
-                st, _, _ = self._measure(None, "calibration", incumbent, worktree, folder, before)
-                if st is Status.INTERRUPTED:
-                    raise _Stop
-        finally:
-            s.workspace.remove_worktree(worktree)
-        sigma = self._noise_sigma()
-        s.ledger.set_noise_sigma(s.tag, sigma)
-        msg = (
-            f"calibrated noise from {n} run(s) of the incumbent: sigma={sigma:.6g}"
-            if sigma is not None
-            else f"calibration: {n} run(s), too few values for sigma"
-        )
-        self.on_event(Event("calibration", message=msg, best_value=self._best_value()))
-
-    def _noise_sigma(self) -> float | None:
-        """Pooled standard deviation of the repeated runs of each measured commit."""
-        s = self._require_session()
-        groups: dict[str, list[float]] = {}
-        for commit, value in s.ledger.calibration_values(s.tag):
-            groups.setdefault(commit, []).append(value)
-        num, dof = 0.0, 0
-        for vals in groups.values():
-            if len(vals) >= 2:
-                num += statistics.variance(vals) * (len(vals) - 1)
-                dof += len(vals) - 1
-        return (num / dof) ** 0.5 if dof > 0 else None
 
     # -- helpers -----------------------------------------------------------------------------
     def _open(self) -> Session:
@@ -583,7 +416,7 @@ class Loop:
         state = self._session.workspace.state_dir
         tag_row = self._session.ledger.tag(self.tag)
         assert tag_row is not None
-        _write_json(
+        write_json(
             state / "runs" / self.tag / "config.json",
             {
                 "preset": self.preset,
@@ -591,11 +424,22 @@ class Loop:
                 "versions": json.loads(tag_row["versions_json"]),
             },
         )
-        self._fixed_hashes = None
+        self._measurer = Measurer(
+            self._session,
+            self.config,
+            self.objective,
+            self.sandbox,
+            self.acceptance,
+            self.domain_dir,
+            self.gpu_ids,
+        )
         return self._session
 
-    def _editable_in(self, snapshot: dict[str, str]) -> set[str]:
-        return {k for k in snapshot if glob_match(k, self.config.editable)}
+    @property
+    def _m(self) -> Measurer:
+        if self._measurer is None:
+            raise RuntimeError("no session is open: call run() or baseline()")
+        return self._measurer
 
     def _require_session(self) -> Session:
         if self._session is None:
@@ -627,26 +471,6 @@ class Loop:
         proposer: Proposer = cls.from_settings(settings)
         return proposer
 
-    def _incumbent(self) -> str:
-        s = self._require_session()
-        commit = s.workspace.branch_commit()
-        assert commit is not None
-        return commit
-
-    def _incumbent_values(self) -> list[float]:
-        s = self._require_session()
-        return s.ledger.run_values(s.tag, self._incumbent())
-
-    def _best_value(self) -> float | None:
-        values = self._incumbent_values()
-        return statistics.fmean(values) if values else None
-
-    def _folder(self, exp: int) -> Path:
-        s = self._require_session()
-        folder = s.workspace.state_dir / "runs" / s.tag / str(exp)
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder
-
     def _write_results(self) -> None:
         s = self._require_session()
         s.ledger.write_results_tsv(
@@ -662,7 +486,7 @@ class Loop:
         durations: list[float],
     ) -> str | None:
         if self._interrupted.is_set():
-            raise _Stop
+            raise Interrupted
         if max_experiments is not None and done >= max_experiments:
             return f"reached --max-experiments {max_experiments}"
         if max_hours is not None:
@@ -688,7 +512,7 @@ class Loop:
             tag=s.tag,
             branch=s.workspace.branch,
             best_commit=s.workspace.branch_commit(),
-            best_value=self._best_value(),
+            best_value=self._m.best_value(),
             baseline_value=statistics.fmean(base_values) if base_values else None,
             counts=s.ledger.counts(s.tag),
             experiments=len(records),
@@ -735,40 +559,4 @@ def _commit_message(candidate: Candidate, exp: int) -> str:
     return f"{candidate.description}{body}\n\nautoresearch-experiment: {exp}"
 
 
-def _content_hash(snapshot: dict[str, str], preset: str | None) -> str:
-    h = hashlib.sha256()
-    for path in sorted(snapshot):
-        h.update(f"{path}\0{snapshot[path]}\n".encode())
-    h.update(f"preset\0{preset}".encode())
-    return h.hexdigest()
-
-
-def _summarize(measurements: list[Measurement]) -> dict[str, Any]:
-    """Recorded values of a candidate: the mean of its runs, never its best run."""
-
-    def mean_of(key: str) -> dict[str, float]:
-        names = {n for m in measurements for n in getattr(m, key)}
-        return {
-            n: statistics.fmean(getattr(m, key)[n] for m in measurements if n in getattr(m, key))
-            for n in sorted(names)
-        }
-
-    return {
-        "value": statistics.fmean(m.primary for m in measurements),
-        "secondary": mean_of("secondary"),
-        "holdout": mean_of("holdout"),
-    }
-
-
-def _memory_gb(runs: Iterable[RunResult]) -> float:
-    return max((r.peak_memory_mb for r in runs), default=0.0) / 1024
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
-    tmp.replace(path)
-
-
-__all__ = ["STATE_DIRNAME", "BaselineFailed", "Event", "Loop"]
+__all__ = ["BaselineFailed", "Event", "Loop"]
