@@ -50,6 +50,8 @@ _OPTIONS = (
     "max_tokens",
     "gpu_ids",
     "on_event",
+    "objective",
+    "sandbox",
 )
 
 
@@ -108,14 +110,16 @@ class Loop:
     @classmethod
     def from_dir(cls, path: Path | str, **overrides: Any) -> Loop:
         """A loop on the folder holding ``autoresearch.toml``. Keyword arguments are options
-        (``preset``, ``tag``, ``resume``, ``proposer``, ``script``, ``acceptance``, ``model``,
-        ``base_url``, ``local_model``, ``max_cost_usd``, ``max_tokens``, ``gpu_ids``,
+        (``preset``, ``tag``, ``resume``, ``proposer`` (a name or a Proposer), ``script``,
+        ``acceptance`` (a policy name or an Acceptance), ``objective`` (an Objective), ``sandbox``,
+        ``model``, ``base_url``, ``local_model``, ``max_cost_usd``, ``max_tokens``, ``gpu_ids``,
         ``on_event``) or config fields (``time_budget_s=5``; nested: ``acceptance__z=3``)."""
         domain_dir = Path(path).resolve()
         opts = {k: overrides.pop(k) for k in list(overrides) if k in _OPTIONS}
         dotted = {k.replace("__", "."): v for k, v in overrides.items()}
-        if opts.get("acceptance"):
-            dotted["acceptance.policy"] = opts["acceptance"]
+        acceptance = opts.get("acceptance")
+        if isinstance(acceptance, str):
+            dotted["acceptance.policy"] = acceptance
         config, preset = load_config(domain_dir, opts.get("preset"), dotted)
         proposer_opts = {
             k: opts.get(k) for k in ("script", "model", "base_url", "local_model", "api_key_env")
@@ -132,6 +136,9 @@ class Loop:
             max_tokens=opts.get("max_tokens"),
             gpu_ids=opts.get("gpu_ids"),
             on_event=opts.get("on_event"),
+            objective=opts.get("objective"),
+            sandbox=opts.get("sandbox"),
+            acceptance=acceptance if isinstance(acceptance, Acceptance) else None,
         )
 
     # -- public ------------------------------------------------------------------------------
