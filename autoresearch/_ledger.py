@@ -225,6 +225,13 @@ class Ledger:
             self.finish(i, Status.INTERRUPTED, reason)
         return ids
 
+    def count_candidates(self, tag: str) -> int:
+        """Experiments of this tag other than the baseline."""
+        row = self._db.execute(
+            "SELECT COUNT(*) FROM experiments WHERE tag=? AND proposer != 'baseline'", (tag,)
+        ).fetchone()
+        return int(row[0])
+
     def counts(self, tag: str) -> dict[str, int]:
         out = {s.value: 0 for s in FINAL_STATUSES}
         for r in self._db.execute(

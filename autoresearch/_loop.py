@@ -165,7 +165,10 @@ class Loop:
                     if stop:
                         stopped = stop
                         break
-                    note = self._m.calibrate(done)
+                    # Policies count candidates of the whole run (resumes included), not the
+                    # baseline: 0 means "before the first candidate".
+                    candidates = session.ledger.count_candidates(session.tag)
+                    note = self._m.calibrate(candidates)
                     if note:
                         self.on_event(
                             Event("calibration", message=note, best_value=self._m.best_value())
@@ -503,10 +506,18 @@ class Loop:
                 return f"reached --max-hours {max_hours:g}"
         s = self._require_session()
         tokens, cost = s.ledger.spend(s.tag)
-        if self.max_cost_usd is not None and cost >= self.max_cost_usd:
-            return f"spent ${cost:.4f} of --max-cost-usd {self.max_cost_usd:g}"
-        if self.max_tokens is not None and tokens >= self.max_tokens:
-            return f"used {tokens} tokens of --max-tokens {self.max_tokens}"
+        # Stop *before* a budget is exceeded: the next proposal is assumed to cost what an
+        # average one has cost so far.
+        proposals = max(1, s.ledger.count_candidates(s.tag))
+        if self.max_cost_usd is not None and cost + cost / proposals > self.max_cost_usd:
+            return (
+                f"spent ${cost:.4f}; another proposal would pass "
+                f"--max-cost-usd {self.max_cost_usd:g}"
+            )
+        if self.max_tokens is not None and tokens + tokens / proposals > self.max_tokens:
+            return (
+                f"used {tokens} tokens; another proposal would pass --max-tokens {self.max_tokens}"
+            )
         return None
 
     def _summary(self, stopped: str) -> RunSummary:

@@ -281,3 +281,22 @@ def test_second_driver_is_refused(toy: Path) -> None:
             Loop.from_dir(toy, proposer="knob").run(max_experiments=1)
     finally:
         lock.release()
+
+
+def test_spend_budget_stops_before_it_is_exceeded(toy: Path) -> None:
+    cands = [
+        Candidate(
+            f"X={x}",
+            (Edit("params.py", search="X = 0.0", replace=f"X = {x}"),),
+            tokens=100,
+            cost_usd=0.25,
+        )
+        for x in (-1.0, -2.0, -3.0, -4.0, -5.0)
+    ]
+    summary = Loop.from_dir(toy, proposer=scripted(*cands), tag="b", max_cost_usd=1.0).run()
+    recs = records(toy)
+    # 0.25 a proposal: a 4th still fits (1.00), a 5th would not.
+    assert sum(r.cost_usd for r in recs) <= 1.0
+    assert len(recs) == 1 + 4 and "max-cost-usd" in summary.stopped_because
+    summary = Loop.from_dir(toy, proposer=scripted(*cands), tag="t", max_tokens=250).run()
+    assert sum(r.tokens for r in records(toy)) <= 250 and "max-tokens" in summary.stopped_because
