@@ -86,9 +86,12 @@ def find_repo_root(path: Path) -> Path | None:
 def init_repo(domain_dir: Path) -> None:
     """Make ``domain_dir`` a git repository with one commit holding its files."""
     git("init", "-q", cwd=domain_dir)
-    ignore = domain_dir / ".gitignore"
-    if not ignore.exists():
-        ignore.write_text(f"{STATE_DIRNAME}/\n{RESULTS_NAME}\n__pycache__/\n")
+    # The engine's files and byte-code stay out of the first commit, without adding a
+    # .gitignore to the user's folder.
+    exclude = domain_dir / ".git" / "info" / "exclude"
+    exclude.parent.mkdir(parents=True, exist_ok=True)
+    with open(exclude, "a") as f:
+        f.write(f"/{STATE_DIRNAME}/\n/{RESULTS_NAME}\n__pycache__/\n")
     git("add", "--", ".", cwd=domain_dir)
     git(
         "commit",
