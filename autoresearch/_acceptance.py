@@ -100,6 +100,9 @@ class Greedy(Acceptance):
 # Lazy registry: name -> "module:Class" (imported on use).
 ACCEPTANCE_POLICIES: dict[str, str] = {
     "greedy": "autoresearch._acceptance:Greedy",
+    "threshold": "autoresearch._policies:Threshold",
+    "repeated": "autoresearch._policies:Repeated",
+    "sequential": "autoresearch._policies:Sequential",
 }
 
 

@@ -73,22 +73,32 @@ class AcceptanceConfig(_Model):
     z: float = Field(
         2.0, gt=0, description="threshold: keep if improvement > max(min_delta, z*sigma)."
     )
-    repeats: int = Field(
-        3, ge=1, description="repeated/sequential: most runs of a candidate (and of the incumbent)."
+    repeats: int | None = Field(
+        None,
+        ge=1,
+        description="repeated/sequential: most runs of a candidate "
+        "(None: the policy's default, repeated 3, sequential 5).",
     )
-    test: Literal["welch", "bootstrap"] = Field(
-        "welch", description="repeated/sequential: the significance test."
+    test: Literal["welch", "bootstrap", "z"] | None = Field(
+        None,
+        description="repeated/sequential: the significance test: Welch's t, a bootstrap "
+        "P(better), or a z-test on the calibrated sigma (None: repeated welch, sequential z).",
     )
-    p_value: float = Field(
-        0.05, gt=0, lt=1, description="welch: keep if the one-sided p-value is below this."
+    p_value: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="welch/z: keep if the one-sided p-value is below this "
+        "(None: repeated 0.05, sequential 0.02).",
     )
     p_better: float = Field(
         0.95, gt=0, lt=1, description="bootstrap: keep if P(candidate beats incumbent) >= this."
     )
     reject_margin_sigma: float = Field(
-        0.0,
-        description="sequential: reject after one run if worse than the incumbent mean by "
-        "this many sigma.",
+        -0.5,
+        description="sequential: discard after the first run if it trails the incumbent's mean "
+        "by more than this many sigma; negative demands a lead (-0.5: discard unless ahead by "
+        "0.5 sigma).",
     )
     calibration_runs: int = Field(
         0,
