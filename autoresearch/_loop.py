@@ -308,10 +308,14 @@ class Loop:
             fields.update(n_runs=len(runs), log_path=str(folder / "run.log"))
             if status is not None:
                 return self._finish(proposer, candidate, exp, status, reason, **fields)
-            measured = [m for _, m in runs]
+            # decide() appends the repeat runs it asked for to `runs`.
             verdict, reason = self._m.decide(exp, commit, worktree, folder, before, runs, parent)
             last_run, _ = runs[-1]
-            fields.update(summarize(measured), memory_gb=memory_gb(r for r, _ in runs))
+            fields.update(
+                summarize([m for _, m in runs]),
+                n_runs=len(runs),
+                memory_gb=memory_gb(r for r, _ in runs),
+            )
             if verdict is Verdict.KEEP:
                 gate = self.objective.gate(last_run)
                 if not gate.passed:
