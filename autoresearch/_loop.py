@@ -18,7 +18,7 @@ from ._acceptance import Acceptance, Verdict, make_acceptance
 from ._config import ConfigError, ResearchConfig, load_config
 from ._measure import Interrupted, Measurer, content_hash, memory_gb, summarize, write_json
 from ._objective import Objective, import_path, load_objective
-from ._proposer import PROPOSERS, Proposer, ProposerSettings
+from ._proposer import PROPOSERS, BudgetExhausted, Proposer, ProposerSettings
 from ._sandbox import LocalSandbox, Sandbox
 from ._session import LEDGER_NAME, Session, open_session
 from ._types import (
@@ -64,6 +64,10 @@ class Event:
     record: ExperimentRecord | None = None
     best_value: float | None = None
     elapsed_s: float = 0.0
+
+
+class _BudgetStop(Exception):
+    """The proposer says the next proposal would exceed the spend budget."""
 
 
 class Loop:
@@ -122,7 +126,16 @@ class Loop:
             dotted["acceptance.policy"] = acceptance
         config, preset = load_config(domain_dir, opts.get("preset"), dotted)
         proposer_opts = {
-            k: opts.get(k) for k in ("script", "model", "base_url", "local_model", "api_key_env")
+            k: opts.get(k)
+            for k in (
+                "script",
+                "model",
+                "base_url",
+                "local_model",
+                "api_key_env",
+                "max_cost_usd",
+                "max_tokens",
+            )
         }
         return cls(
             domain_dir,
@@ -188,6 +201,8 @@ class Loop:
                         raise Interrupted
         except (Interrupted, KeyboardInterrupt):
             stopped = "interrupted"
+        except _BudgetStop as e:
+            stopped = str(e)
         finally:
             if proposer is not None:
                 with contextlib.suppress(Exception):
@@ -257,8 +272,16 @@ class Loop:
         except (KeyboardInterrupt, Interrupted):
             raise
         except Exception as e:  # a proposer failure never kills the loop
-            candidate = Candidate(f"proposer error: {type(e).__name__}")
-            return self._record_invalid(proposer, candidate, parent, f"proposer error: {e}")
+            # What the failed attempt spent is recorded like any other proposal's spend.
+            candidate = Candidate(
+                f"proposer error: {type(e).__name__}",
+                tokens=getattr(e, "tokens", 0),
+                cost_usd=getattr(e, "cost_usd", 0.0),
+            )
+            record = self._record_invalid(proposer, candidate, parent, f"proposer error: {e}")
+            if isinstance(e, BudgetExhausted):
+                raise _BudgetStop(str(e)) from None
+            return record
         finally:
             self._in_proposer = False
         if candidate is None:
@@ -368,7 +391,14 @@ class Loop:
         self, proposer: Proposer, candidate: Candidate, parent: str, reason: str
     ) -> ExperimentRecord:
         s = self._require_session()
-        exp = s.ledger.begin(s.tag, parent, candidate.description, proposer.name)
+        exp = s.ledger.begin(
+            s.tag,
+            parent,
+            candidate.description,
+            proposer.name,
+            tokens=candidate.tokens,
+            cost_usd=candidate.cost_usd,
+        )
         return self._finish(None, candidate, exp, Status.INVALID, reason)
 
     # -- baseline and noise ------------------------------------------------------------------

@@ -102,7 +102,8 @@ class Measurer:
             network=self.config.network,
             env=self.config.env,
             env_allow=tuple(self.config.env_allow),
-            env_deny=tuple(self.config.env_deny),
+            # The proposer's API key never reaches a run, whatever its variable is called.
+            env_deny=(*self.config.env_deny, self.config.proposer.llm.api_key_env),
             marker_prefix=marker_prefix(self.domain_dir),
             gpu_ids=self.gpu_ids,
         )

@@ -14,6 +14,20 @@ if TYPE_CHECKING:
     from ._config import ResearchConfig
 
 
+class ProposalError(Exception):
+    """No candidate this time: the loop records the experiment ``invalid`` with this message
+    and goes on. ``tokens`` and ``cost_usd`` are what the failed attempt spent (recorded)."""
+
+    def __init__(self, message: str, tokens: int = 0, cost_usd: float = 0.0) -> None:
+        super().__init__(message)
+        self.tokens = tokens
+        self.cost_usd = cost_usd
+
+
+class BudgetExhausted(ProposalError):
+    """The next proposal could exceed the run's token or cost budget: the loop stops."""
+
+
 @dataclass(frozen=True)
 class ProposerSettings:
     """What a proposer is built from: the resolved config, where things live, CLI options."""

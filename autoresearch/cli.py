@@ -118,6 +118,9 @@ def run(
     local_model: Annotated[
         str | None, typer.Option(help="llm: start a local server: smollm2, PATH.gguf or vllm:NAME.")
     ] = None,
+    api_key_env: Annotated[
+        str | None, typer.Option(help="llm: environment variable holding the API key.")
+    ] = None,
     max_cost_usd: Annotated[
         float | None, typer.Option(min=0, help="Stop before LLM spend exceeds this (USD).")
     ] = None,
@@ -146,6 +149,7 @@ def run(
             model=model,
             base_url=base_url,
             local_model=local_model,
+            api_key_env=api_key_env,
             max_cost_usd=max_cost_usd,
             max_tokens=max_tokens,
             gpu_ids=gpu_ids,

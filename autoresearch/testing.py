@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ._config import load_config
+from ._fake_openai import FakeOpenAIServer, Reply
 from ._objective import MetricMissing, Objective
 from ._proposer import Proposer
 from ._scripted import ScriptedProposer, load_script, parse_candidate
@@ -33,6 +34,8 @@ from ._workspace import ScopeError, Workspace, glob_match, init_repo
 
 __all__ = [
     "FakeObjective",
+    "FakeOpenAIServer",
+    "Reply",
     "ScriptedProposer",
     "check_objective",
     "check_proposer",

@@ -300,3 +300,45 @@ def test_spend_budget_stops_before_it_is_exceeded(toy: Path) -> None:
     assert len(recs) == 1 + 4 and "max-cost-usd" in summary.stopped_because
     summary = Loop.from_dir(toy, proposer=scripted(*cands), tag="t", max_tokens=250).run()
     assert sum(r.tokens for r in records(toy)) <= 250 and "max-tokens" in summary.stopped_because
+
+
+def test_failed_proposals_record_their_spend_and_budget_exhaustion_stops(toy: Path) -> None:
+    from autoresearch._proposer import BudgetExhausted, ProposalError
+
+    class Spender(ScriptedProposer):
+        calls = 0
+
+        def propose(self, context):  # type: ignore[no-untyped-def]
+            self.calls += 1
+            if self.calls == 1:
+                raise ProposalError("answer did not parse", tokens=120, cost_usd=0.01)
+            raise BudgetExhausted("the next request could exceed --max-tokens 200", tokens=0)
+
+    summary = Loop.from_dir(toy, proposer=Spender([]), tag="spend").run(max_experiments=10)
+    recs = records(toy)
+    assert recs[1].status is Status.INVALID and recs[1].tokens == 120
+    assert recs[1].cost_usd == pytest.approx(0.01)
+    assert "max-tokens 200" in summary.stopped_because and len(recs) == 3
+
+
+def test_llm_key_variable_never_reaches_a_run(toy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MY_LLM_CRED", "s3cr3t")
+    cfg = toy / "autoresearch.toml"
+    cfg.write_text(
+        cfg.read_text().replace(
+            'command = "python run.py"', 'command = "env > env.txt; python run.py"'
+        )
+        + '\n[proposer.llm]\napi_key_env = "MY_LLM_CRED"\n'
+    )
+    git(toy, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "env dump")
+    loop = Loop.from_dir(toy, proposer=scripted(set_x(3.0)), tag="env")
+    seen = []
+    real = loop.objective.measure
+
+    def spy(run):  # type: ignore[no-untyped-def]
+        seen.append((run.workdir / "env.txt").read_text())
+        return real(run)
+
+    loop.objective.measure = spy  # type: ignore[method-assign]
+    loop.run()
+    assert seen and all("s3cr3t" not in text and "MY_LLM_CRED" not in text for text in seen)

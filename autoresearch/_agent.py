@@ -1,0 +1,238 @@
+"""AgentCLIProposer: lets an external coding agent (Claude Code, Codex, aider, ...) edit a
+scratch copy of the domain, and takes its file changes as the candidate.
+
+It is a proposer, not an experiment: the agent runs outside the experiment sandbox, in a
+temporary copy (the domain's tracked files with the editable ones set to the current best),
+with a time limit and an environment stripped of credentials except those
+``[proposer.agent] env_allow`` names. Every file it changes, creates or deletes becomes an
+edit; the loop's scope check rejects a candidate that touches a file outside the editable
+globs, so the agent cannot change the harness.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+from ._config import AgentConfig, ConfigError
+from ._proc import MARKER_VAR, CappedLog, kill_tree, new_marker, pids_with_marker, scrub_env
+from ._prompt import render_context
+from ._proposer import ProposalError, Proposer, ProposerSettings
+from ._types import Candidate, Context, Edit
+
+# The agent may write its description and hypothesis here; it is not part of the edit.
+PROPOSAL_FILE = ".autoresearch-proposal.json"
+PROMPT_PLACEHOLDER = "{prompt_file}"
+KILL_GRACE_S = 5.0
+AGENT_LOG_LIMIT_BYTES = 2 * 1024 * 1024
+LOG_TAIL_CHARS = 1500
+LOG_DRAIN_S = 5.0
+
+AGENT_INSTRUCTIONS = f"""\
+# Your task
+You are in a scratch copy of a research folder. Make ONE focused change to the editable
+files to improve the metric, editing the files in place. Do not run long experiments: the
+harness runs and measures your change after you finish. Do not touch other files.
+When done, write a file named {PROPOSAL_FILE} holding a JSON object:
+{{"description": "<one line: what you changed>", "hypothesis": "<why it should help>"}}
+"""
+
+
+class AgentCLIProposer(Proposer):
+    """Runs ``[proposer.agent] command`` once per proposal in a scratch copy of the domain."""
+
+    name = "agent"
+
+    def __init__(self, config: AgentConfig, domain_dir: Path, log_dir: Path) -> None:
+        if not config.command or not shlex.split(config.command):
+            raise ConfigError(
+                "agent proposer: no command. Set [proposer.agent] command in autoresearch.toml, "
+                'e.g. command = "claude -p --permission-mode acceptEdits".'
+            )
+        self.config = config
+        self.domain_dir = domain_dir
+        self.log_dir = log_dir
+
+    @classmethod
+    def from_settings(cls, settings: ProposerSettings) -> AgentCLIProposer:
+        return cls(
+            settings.config.proposer.agent, settings.domain_dir, settings.state_dir / "agent-logs"
+        )
+
+    def propose(self, context: Context) -> Candidate:
+        scratch = Path(tempfile.mkdtemp(prefix="autoresearch-agent-"))
+        try:
+            work = scratch / "domain"
+            before = self._materialize(work, context.files)
+            prompt = render_context(context) + "\n" + AGENT_INSTRUCTIONS
+            prompt_file = scratch / "prompt.md"
+            prompt_file.write_text(prompt, encoding="utf-8")
+            log_path = self.log_dir / f"agent-{context.experiment_id}.log"
+            self._run(work, prompt, prompt_file, log_path)
+            after = _snapshot(work, self.config.ignore)
+            edits = _diff(before, after)
+            if not edits:
+                raise ProposalError(
+                    f"the agent command changed no files (its log: {log_path}):\n" + _tail(log_path)
+                )
+            description, hypothesis = _proposal(work / PROPOSAL_FILE, log_path, edits)
+            return Candidate(
+                description=description,
+                edits=edits,
+                hypothesis=hypothesis,
+                meta={"agent_log": str(log_path)},
+            )
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    def _materialize(self, work: Path, files: Mapping[str, str]) -> dict[str, bytes]:
+        work.mkdir(parents=True)
+        for rel in _tracked_files(self.domain_dir):
+            src = self.domain_dir / rel
+            if src.is_file() and not src.is_symlink():
+                dst = work / rel
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(src, dst)
+        for rel, text in files.items():
+            dst = work / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            dst.write_text(text, encoding="utf-8")
+        return _snapshot(work, self.config.ignore)
+
+    def _run(self, work: Path, prompt: str, prompt_file: Path, log_path: Path) -> None:
+        words = shlex.split(self.config.command or "")
+        argv = [w.replace(PROMPT_PLACEHOLDER, str(prompt_file)) for w in words]
+        if self.config.prompt_via == "arg" and not any(PROMPT_PLACEHOLDER in w for w in words):
+            argv.append(prompt)
+        marker = new_marker("autoresearch-agent")
+        env = scrub_env(dict(os.environ), allow=self.config.env_allow)
+        env[MARKER_VAR] = marker
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            proc = subprocess.Popen(
+                argv,
+                cwd=work,
+                env=env,
+                stdin=subprocess.PIPE if self.config.prompt_via == "stdin" else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        except OSError as e:
+            raise ProposalError(f"the agent command {argv[0]!r} could not start: {e}") from None
+        assert proc.stdout is not None
+        pump = CappedLog(proc.stdout, log_path, AGENT_LOG_LIMIT_BYTES)
+        if proc.stdin is not None:
+            try:
+                proc.stdin.write(prompt.encode("utf-8"))
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass
+        started = time.monotonic()
+        try:
+            code = proc.wait(timeout=self.config.timeout_s)
+        except subprocess.TimeoutExpired:
+            code = None
+        # Whatever the outcome, nothing the agent started may outlive the proposal.
+        kill_tree(lambda: pids_with_marker(marker), proc.pid, KILL_GRACE_S)
+        proc.wait()
+        pump.join(LOG_DRAIN_S)
+        if code is None:
+            raise ProposalError(
+                f"the agent command did not finish within {self.config.timeout_s:.0f} s "
+                f"([proposer.agent] timeout_s) and was stopped after "
+                f"{time.monotonic() - started:.0f} s; its log ({log_path}) ends with:\n"
+                + _tail(log_path)
+            )
+        if code != 0:
+            raise ProposalError(
+                f"the agent command exited with code {code}; its log ({log_path}) ends with:\n"
+                + _tail(log_path)
+            )
+
+
+def _tracked_files(domain_dir: Path) -> list[str]:
+    """Files git tracks under the domain folder; every file but .git where it is no repo."""
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(domain_dir), "ls-files", "-z", "--cached", "--", "."],
+            capture_output=True,
+            check=True,
+        ).stdout
+        return [p for p in out.decode("utf-8", "surrogateescape").split("\0") if p]
+    except (OSError, subprocess.CalledProcessError):
+        found = []
+        for root, dirs, names in os.walk(domain_dir):
+            dirs[:] = [d for d in dirs if d not in (".git", ".autoresearch", "__pycache__")]
+            found += [str(Path(root, n).relative_to(domain_dir)) for n in names]
+        return found
+
+
+def _snapshot(work: Path, ignore: list[str]) -> dict[str, bytes]:
+    out = {}
+    for root, _dirs, names in os.walk(work):
+        for name in names:
+            path = Path(root, name)
+            rel = path.relative_to(work).as_posix()
+            if rel == PROPOSAL_FILE or any(fnmatch.fnmatchcase(rel, g) for g in ignore):
+                continue
+            if path.is_file() and not path.is_symlink():
+                out[rel] = path.read_bytes()
+    return out
+
+
+def _diff(before: Mapping[str, bytes], after: Mapping[str, bytes]) -> tuple[Edit, ...]:
+    edits = []
+    for rel in sorted(set(before) | set(after)):
+        old, new = before.get(rel), after.get(rel)
+        if old == new:
+            continue
+        if new is None:
+            edits.append(Edit(rel, delete=True))
+            continue
+        try:
+            edits.append(Edit(rel, content=new.decode("utf-8")))
+        except UnicodeDecodeError:
+            raise ProposalError(
+                f"the agent wrote {rel}, which is not UTF-8 text; only text edits can be "
+                "recorded (add it to [proposer.agent] ignore if it is a by-product)"
+            ) from None
+    return tuple(edits)
+
+
+def _proposal(path: Path, log_path: Path, edits: tuple[Edit, ...]) -> tuple[str, str]:
+    """Description and hypothesis: from the proposal file, else DESCRIPTION:/HYPOTHESIS:
+    lines in the agent's output, else a description naming the changed files."""
+    description = hypothesis = ""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(data, dict):
+            description = str(data.get("description") or "")
+            hypothesis = str(data.get("hypothesis") or "")
+    except (OSError, ValueError):
+        pass
+    if not description:
+        for line in _tail(log_path, 20000).splitlines():
+            head, _, rest = line.strip().partition(":")
+            if head.upper() == "DESCRIPTION" and rest.strip():
+                description = rest.strip()
+            elif head.upper() == "HYPOTHESIS" and rest.strip():
+                hypothesis = hypothesis or rest.strip()
+    if not description:
+        description = "agent edit of " + ", ".join(e.path for e in edits)
+    return description, hypothesis
+
+
+def _tail(log_path: Path, chars: int = LOG_TAIL_CHARS) -> str:
+    try:
+        return log_path.read_text(encoding="utf-8", errors="replace")[-chars:]
+    except OSError:
+        return "(no log)"

@@ -1,0 +1,437 @@
+"""LLMProposer: asks any OpenAI-compatible chat endpoint (OpenAI, vLLM, a llama.cpp server,
+Ollama) for one edit, applies it to the current best's files, and retries a malformed answer
+with the precise error. Transport faults are retried with backoff; what each proposal cost
+is put on the Candidate, and spending stops before a budget would be exceeded.
+
+The API key is read from the environment variable the config names, handed to the client
+and nowhere else: it is not stored on the proposer, logged, or put in any error message.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import os
+import random
+import time
+import urllib.parse
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ._config import ConfigError, LLMConfig
+from ._edits import EditFormatError, apply_blocks, parse_answer
+from ._local_model import LocalModelServer
+from ._pricing import Price, price_for
+from ._prompt import (
+    candidate_schema,
+    render_context,
+    retry_message,
+    scrub_secrets,
+    system_prompt,
+)
+from ._proposer import BudgetExhausted, ProposalError, Proposer, ProposerSettings
+from ._types import Candidate, Context, ExperimentRecord
+
+log = logging.getLogger("autoresearch.llm")
+
+# A request that could not be given at least this many output tokens within the budget is
+# not sent: the answer would be cut off and the money wasted.
+MIN_OUTPUT_TOKENS = 256
+# Conservative prompt-size estimate before the server counts: few tokenizers average under
+# three characters per token on code and English.
+CHARS_PER_TOKEN_UPPER = 3
+TOKENS_PER_MESSAGE = 8
+# Usage estimate when a server returns none.
+CHARS_PER_TOKEN_TYPICAL = 4
+BACKOFF_JITTER = 0.25
+MAX_ERROR_CHARS = 500
+PLACEHOLDER_KEY = "unused"
+_LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+class LLMError(ProposalError):
+    """The endpoint failed (after the bounded retries, where a retry could help)."""
+
+
+@dataclass
+class _Spend:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    requests: int = 0
+    estimated: bool = False
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+class LLMProposer(Proposer):
+    """Proposes one edit per call through the official ``openai`` client.
+
+    ``max_tokens`` / ``max_cost_usd`` are run-wide limits: a request is sent only if it fits
+    in what is left, its output cap lowered to fit; else :class:`BudgetExhausted`.
+    """
+
+    name = "llm"
+
+    def __init__(
+        self,
+        config: LLMConfig,
+        *,
+        model: str,
+        base_url: str | None = None,
+        api_key_env: str | None = None,
+        max_tokens: int | None = None,
+        max_cost_usd: float | None = None,
+        server: LocalModelServer | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        import openai  # Imported here: `import autoresearch` must not import openai.
+
+        self.config = config
+        self.model = model
+        self.base_url = base_url
+        self.max_tokens = max_tokens
+        self.max_cost_usd = max_cost_usd
+        self.price: Price | None = price_for(model, config)
+        self._server = server
+        self._sleep = sleep
+        self._spent = _Spend()
+        self._dropped_params: set[str] = set()
+        self.json_mode = (
+            config.json_schema
+            if config.json_schema is not None
+            else server is not None and server.is_llama_cpp
+        )
+        env_name = api_key_env or config.api_key_env
+        key = os.environ.get(env_name)
+        if not key:
+            if base_url is None:
+                raise ConfigError(
+                    f"llm proposer: the environment variable {env_name} is not set. Export the "
+                    "API key there, name another variable with [proposer.llm] api_key_env, or "
+                    "use --base-url for a server that needs no key."
+                )
+            key = PLACEHOLDER_KEY
+        http_client = None
+        host = urllib.parse.urlparse(base_url).hostname if base_url else None
+        if host in _LOOPBACK_HOSTS:
+            # A proxy from the environment must not swallow loopback traffic.
+            http_client = openai.DefaultHttpxClient(trust_env=False)
+        self._client = openai.OpenAI(
+            api_key=key,
+            base_url=base_url,
+            timeout=config.request_timeout_s,
+            max_retries=0,  # Retries are ours: bounded, logged, Retry-After honoured.
+            http_client=http_client,
+        )
+        if max_cost_usd is not None and self.price is None:
+            log.warning(
+                "no price known for model %r: --max-cost-usd cannot be enforced; set "
+                "[proposer.llm] price_in_per_mtok_usd and price_out_per_mtok_usd",
+                model,
+            )
+
+    @classmethod
+    def from_settings(cls, settings: ProposerSettings) -> LLMProposer:
+        config = settings.config.proposer.llm
+        opts = settings.options
+        model = opts.get("model") or config.model
+        base_url = opts.get("base_url") or config.base_url
+        local = opts.get("local_model")
+        server = None
+        if local:
+            log_path = settings.state_dir / "local-model.log"
+            server = LocalModelServer(str(local), log_path).start()
+            base_url, model = server.base_url, server.model
+        if not model:
+            if server is not None:
+                server.stop()
+            raise ConfigError(
+                "llm proposer: no model. Pass --model NAME (or --local-model smollm2), or set "
+                "[proposer.llm] model in autoresearch.toml."
+            )
+        try:
+            return cls(
+                config,
+                model=str(model),
+                base_url=base_url,
+                api_key_env=opts.get("api_key_env"),
+                max_tokens=_opt_int(opts.get("max_tokens")),
+                max_cost_usd=_opt_float(opts.get("max_cost_usd")),
+                server=server,
+            )
+        except BaseException:
+            if server is not None:
+                server.stop()
+            raise
+
+    # -- the Proposer contract ---------------------------------------------------------
+
+    def restore(self, history: Sequence[ExperimentRecord]) -> None:
+        # Budgets are run-wide: a resumed run counts what it spent before.
+        self._spent.prompt_tokens += sum(r.tokens for r in history)
+        self._spent.cost_usd += sum(r.cost_usd for r in history)
+
+    def propose(self, context: Context) -> Candidate:
+        base = [
+            {"role": "system", "content": system_prompt(self.json_mode)},
+            {
+                "role": "user",
+                "content": render_context(context, recent=self.config.history_recent),
+            },
+        ]
+        messages = list(base)
+        this = _Spend()
+        errors: list[str] = []
+        attempts = 1 + self.config.max_format_retries
+        for attempt in range(1, attempts + 1):
+            text = self._complete(messages, this, context.files)
+            try:
+                parsed = parse_answer(text)
+                edits = apply_blocks(
+                    context.files,
+                    parsed.blocks,
+                    editable_globs=context.editable_globs,
+                    whole_file_max_lines=self.config.whole_file_max_lines,
+                )
+            except EditFormatError as e:
+                errors.append(str(e))
+                log.info("answer %d/%d could not be applied:\n%s", attempt, attempts, e)
+                # Only the last answer and its error go back: the retry prompt stays bounded.
+                messages = [
+                    *base,
+                    {"role": "assistant", "content": text},
+                    {"role": "user", "content": retry_message(str(e))},
+                ]
+                continue
+            return Candidate(
+                description=parsed.description,
+                edits=edits,
+                hypothesis=parsed.hypothesis,
+                meta=self._meta(this, attempt, errors),
+                tokens=this.tokens,
+                cost_usd=this.cost_usd,
+            )
+        raise ProposalError(
+            f"the model's answer could not be applied after {attempts} attempts; last error:\n"
+            f"{errors[-1]}",
+            this.tokens,
+            this.cost_usd,
+        )
+
+    def close(self) -> None:
+        self._client.close()
+        if self._server is not None:
+            self._server.stop()
+
+    # -- budgets -----------------------------------------------------------------------
+
+    @property
+    def spent_tokens(self) -> int:
+        return self._spent.tokens
+
+    @property
+    def spent_cost_usd(self) -> float:
+        return self._spent.cost_usd
+
+    def estimate_next_cost(self, context: Context) -> tuple[int, float]:
+        """An upper estimate of one request for ``context``: (tokens, USD)."""
+        chars = len(system_prompt(self.json_mode)) + len(
+            render_context(context, recent=self.config.history_recent)
+        )
+        prompt = chars // CHARS_PER_TOKEN_UPPER + 2 * TOKENS_PER_MESSAGE
+        out = self.config.max_output_tokens
+        cost = self.price.cost_usd(prompt, out) if self.price else 0.0
+        return prompt + out, cost
+
+    def _output_cap(self, messages: list[dict[str, str]], this: _Spend) -> int:
+        prompt = sum(
+            len(m["content"]) // CHARS_PER_TOKEN_UPPER + TOKENS_PER_MESSAGE for m in messages
+        )
+        cap = self.config.max_output_tokens
+        limits = []
+        if self.max_tokens is not None:
+            left = self.max_tokens - self._spent.tokens - prompt
+            limits.append(f"--max-tokens {self.max_tokens} (spent {self._spent.tokens})")
+            cap = min(cap, left)
+        if self.max_cost_usd is not None and self.price is not None:
+            left_usd = self.max_cost_usd - self._spent.cost_usd - self.price.cost_usd(prompt, 0)
+            limits.append(f"--max-cost-usd {self.max_cost_usd} (spent ${self._spent.cost_usd:.4f})")
+            if self.price.out_per_mtok_usd > 0:
+                cap = min(cap, int(left_usd * 1e6 / self.price.out_per_mtok_usd))
+            elif left_usd < 0:
+                cap = 0
+        if cap < min(MIN_OUTPUT_TOKENS, self.config.max_output_tokens):
+            raise BudgetExhausted(
+                f"budget reached: the next request (~{prompt} prompt tokens) would exceed "
+                + " and ".join(limits),
+                this.tokens,
+                this.cost_usd,
+            )
+        return cap
+
+    # -- one chat completion, with bounded retries ------------------------------------
+
+    def _complete(
+        self, messages: list[dict[str, str]], this: _Spend, files: Mapping[str, str]
+    ) -> str:
+        import openai
+
+        retries = self.config.max_retries
+        attempt = 0
+        while True:
+            kwargs = self._request(messages, self._output_cap(messages, this), files)
+            wait_s: float | None = None
+            try:
+                response = self._client.chat.completions.create(**kwargs)
+            except openai.APIConnectionError as e:
+                kind = "timed out" if isinstance(e, openai.APITimeoutError) else "connection failed"
+                problem = f"request to {self._where()} {kind}"
+                if self._server is not None and not self._server.running:
+                    raise LLMError(
+                        f"{problem}: the local model server has exited. {self._server.log_hint()}",
+                        this.tokens,
+                        this.cost_usd,
+                    ) from None
+            except openai.APIStatusError as e:
+                problem = f"{self._where()} answered HTTP {e.status_code}: {_message(e)}"
+                # Not counted as an attempt: at most one adaptation per known parameter.
+                if e.status_code == 400 and self._drop_unsupported(_message(e)):
+                    continue
+                if e.status_code == 429:
+                    wait_s = _retry_after_s(e.response.headers)
+                elif e.status_code < 500 and e.status_code not in (408, 409):
+                    raise LLMError(
+                        _hint(e.status_code, problem), this.tokens, this.cost_usd
+                    ) from None
+            else:
+                return self._account(response, messages, this)
+            if attempt >= retries:
+                raise LLMError(
+                    f"{problem} (gave up after {retries + 1} attempts)", this.tokens, this.cost_usd
+                )
+            backoff = self.config.retry_backoff_s * 2**attempt
+            backoff *= 1 + BACKOFF_JITTER * random.random()
+            wait = min(wait_s if wait_s is not None else backoff, self.config.max_retry_wait_s)
+            attempt += 1
+            log.warning("%s; retry %d/%d in %.1f s", problem, attempt, retries, wait)
+            self._sleep(wait)
+
+    def _request(
+        self, messages: list[dict[str, str]], cap: int, files: Mapping[str, str]
+    ) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"model": self.model, "messages": messages}
+        cap_name = "max_completion_tokens" if "max_tokens" in self._dropped_params else "max_tokens"
+        kwargs[cap_name] = cap
+        if "temperature" not in self._dropped_params:
+            kwargs["temperature"] = self.config.temperature
+        if self.json_mode and "response_format" not in self._dropped_params:
+            schema = candidate_schema(files)
+            if self._server is not None and self._server.is_llama_cpp:
+                # llama-cpp-python takes the schema on a json_object format.
+                kwargs["response_format"] = {"type": "json_object", "schema": schema}
+            else:
+                kwargs["response_format"] = {
+                    "type": "json_schema",
+                    "json_schema": {"name": "candidate", "schema": schema},
+                }
+        return kwargs
+
+    def _drop_unsupported(self, message: str) -> bool:
+        """Adapt once to a server that rejects a parameter (reasoning models reject
+        max_tokens and temperature; some servers reject response_format)."""
+        lowered = message.lower()
+        if not any(w in lowered for w in ("support", "unrecognized", "unknown", "extra")):
+            return False
+        for param in ("max_tokens", "temperature", "response_format"):
+            if param in lowered and param not in self._dropped_params:
+                self._dropped_params.add(param)
+                log.warning("the server rejected %r; retrying without it", param)
+                return True
+        return False
+
+    def _account(self, response: Any, messages: list[dict[str, str]], this: _Spend) -> str:
+        text = ""
+        if response.choices:
+            text = response.choices[0].message.content or ""
+        usage = response.usage
+        if usage is not None:
+            prompt, completion = int(usage.prompt_tokens or 0), int(usage.completion_tokens or 0)
+        else:
+            prompt = sum(len(m["content"]) for m in messages) // CHARS_PER_TOKEN_TYPICAL
+            completion = len(text) // CHARS_PER_TOKEN_TYPICAL
+            this.estimated = self._spent.estimated = True
+        cost = self.price.cost_usd(prompt, completion) if self.price else 0.0
+        for spend in (this, self._spent):
+            spend.prompt_tokens += prompt
+            spend.completion_tokens += completion
+            spend.cost_usd += cost
+            spend.requests += 1
+        return text
+
+    def _where(self) -> str:
+        return f"model {self.model!r} at {self.base_url or 'the OpenAI API'}"
+
+    def _meta(self, this: _Spend, attempts: int, errors: list[str]) -> dict[str, object]:
+        meta: dict[str, object] = {
+            "model": self.model,
+            "attempts": attempts,
+            "requests": this.requests,
+            "prompt_tokens": this.prompt_tokens,
+            "completion_tokens": this.completion_tokens,
+        }
+        if this.estimated:
+            meta["tokens_estimated"] = True
+        if errors:
+            meta["format_errors"] = [e[:MAX_ERROR_CHARS] for e in errors]
+        return meta
+
+
+def _message(e: Any) -> str:
+    body = getattr(e, "body", None)
+    msg = body.get("message") if isinstance(body, dict) else None
+    if not isinstance(msg, str):
+        msg = getattr(e, "message", None) or str(e)
+    return scrub_secrets(str(msg))[:MAX_ERROR_CHARS]
+
+
+def _hint(status: int, problem: str) -> str:
+    if status in (401, 403):
+        return problem + " (check the API key's variable, [proposer.llm] api_key_env)"
+    if status == 404:
+        return problem + " (check --model and --base-url)"
+    return problem
+
+
+def _retry_after_s(headers: Any) -> float | None:
+    """Seconds a 429 asks to wait: ``retry-after-ms``, or ``retry-after`` in seconds or as an
+    HTTP date."""
+    raw_ms = headers.get("retry-after-ms")
+    if raw_ms:
+        try:
+            return max(0.0, float(raw_ms) / 1000)
+        except ValueError:
+            pass
+    raw = headers.get("retry-after")
+    if not raw:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(raw)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _opt_int(value: object) -> int | None:
+    return None if value is None else int(str(value))
+
+
+def _opt_float(value: object) -> float | None:
+    return None if value is None else float(str(value))
