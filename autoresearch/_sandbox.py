@@ -213,6 +213,7 @@ class LocalSandbox(Sandbox):
         )
         assert proc.stdout is not None
         log = CappedLog(proc.stdout, log_path, log_limit)
+
         def wait_then_wake() -> None:
             proc.wait()
             self._wake.set()
