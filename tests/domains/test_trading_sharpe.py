@@ -1,0 +1,361 @@
+"""The trading_sharpe domain: data validation, splits, the look-ahead gate, the locked holdout,
+and experiments end to end through the loop."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from autoresearch import Candidate, Context, Edit, ExperimentRecord, Loop, Proposer
+from autoresearch._prompt import render_context
+from autoresearch._report import status_data
+
+DOMAIN = Path(__file__).resolve().parents[2] / "domains" / "trading_sharpe"
+_MODULES = ("harness", "prices", "strategy")
+# Small data keeps an experiment to a few seconds; the rules are the same at any size.
+SMALL = {"TRADING_DATA": "synthetic", "TRADING_YEARS": "5", "TRADING_ASSETS": "4"}
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # One numba cache for the session: vectorbt compiles once, not once per test.
+    return tmp_path_factory.mktemp("trading_cache")
+
+
+@pytest.fixture
+def small_env(monkeypatch: pytest.MonkeyPatch, cache_dir: Path, tmp_path: Path) -> dict[str, str]:
+    env = {
+        **SMALL,
+        "AUTORESEARCH_CACHE_DIR": str(cache_dir),
+        "NUMBA_CACHE_DIR": str(cache_dir / "numba"),
+        "MPLCONFIGDIR": str(tmp_path / "mpl"),
+    }
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    return env
+
+
+@pytest.fixture
+def harness(monkeypatch: pytest.MonkeyPatch, small_env: dict[str, str]) -> Iterator[ModuleType]:
+    """The domain's harness imported in-process (for functions that need no vectorbt)."""
+    monkeypatch.syspath_prepend(str(DOMAIN))
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)  # nothing written into the repo
+    for name in _MODULES:
+        sys.modules.pop(name, None)
+    import harness as module
+
+    yield module
+    for name in _MODULES:
+        sys.modules.pop(name, None)
+
+
+def _copy_domain(tmp_path: Path) -> Path:
+    dest = tmp_path / "trading_sharpe"
+    shutil.copytree(
+        DOMAIN,
+        dest,
+        ignore=shutil.ignore_patterns(
+            "__pycache__", ".autoresearch", "results.tsv", "trading_metrics.json"
+        ),
+    )
+    return dest
+
+
+# -- look-ahead ----------------------------------------------------------------------------
+
+
+def _peek_next_bar(close: pd.DataFrame, ohlcv: Any) -> pd.DataFrame:
+    return (close.shift(-1) > close).astype(float) / close.shape[1]
+
+
+def _full_sample_mean(close: pd.DataFrame, ohlcv: Any) -> pd.DataFrame:
+    return (close > close.mean()).astype(float) / close.shape[1]
+
+
+def _centered_window(close: pd.DataFrame, ohlcv: Any) -> pd.DataFrame:
+    smooth = close.rolling(21, center=True, min_periods=1).mean()
+    return (close > smooth).astype(float) / close.shape[1]
+
+
+@pytest.mark.parametrize("peek", [_peek_next_bar, _full_sample_mean, _centered_window])
+def test_a_peeking_strategy_is_caught(harness: ModuleType, peek: Any) -> None:
+    data = harness.load_prices()[0]
+    _, windows, _ = harness.split(len(data["close"]))
+    ok, detail = harness.lookahead_check(peek, data, windows[-1].end, 100)
+    assert not ok
+    assert "future bars" in detail
+
+
+def test_the_shipped_strategy_does_not_look_ahead(harness: ModuleType) -> None:
+    import strategy
+
+    data = harness.load_prices()[0]
+    _, windows, _ = harness.split(len(data["close"]))
+    assert harness.lookahead_check(strategy.positions, data, windows[-1].end, 100) == (True, "")
+
+
+# -- splits, positions ---------------------------------------------------------------------
+
+
+def test_splits_are_ordered_and_the_holdout_is_most_recent(harness: ModuleType) -> None:
+    insample, windows, hold = harness.split(1000)
+    assert insample.start == 0 and insample.end == windows[0].start
+    assert all(a.end == b.start for a, b in itertools.pairwise(windows))
+    assert windows[-1].end == hold.start and hold.end == 1000
+    assert len(windows) == 4 and hold.end - hold.start == 200
+    with pytest.raises(harness.DataError, match="too few"):
+        harness.split(6)
+
+
+def test_position_forms_and_the_leverage_cap(harness: ModuleType) -> None:
+    close = pd.DataFrame(
+        {"A": [1.0, 2, 3, 4], "B": [1.0, 1, 1, 1]}, index=pd.bdate_range("2020-01-01", periods=4)
+    )
+    w = harness.to_weights(close * 2.0, close)  # gross far above 1
+    assert (w.abs().sum(axis=1) <= 1 + 1e-12).all()
+    long_flat = harness.to_weights(close > 1.5, close)
+    assert long_flat["A"].tolist() == [0.0, 0.5, 0.5, 0.5]
+    entries = pd.DataFrame(False, index=close.index, columns=close.columns)
+    exits = entries.copy()
+    entries.iloc[1, 0] = True
+    exits.iloc[3, 0] = True
+    assert harness.to_weights((entries, exits), close)["A"].tolist() == [0.0, 0.5, 0.5, 0.0]
+    with pytest.raises(harness.StrategyError, match="fill them with 0"):
+        harness.to_weights(close.iloc[1:], close)
+    with pytest.raises(harness.StrategyError, match="columns"):
+        harness.to_weights(close.rename(columns={"B": "C"}), close)
+
+
+# -- user data -----------------------------------------------------------------------------
+
+
+def _csv(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "prices.csv"
+    path.write_text(textwrap.dedent(text).lstrip())
+    return path
+
+
+def _rows(n: int, assets: Sequence[str] = ("AAA", "BBB")) -> str:
+    dates = pd.bdate_range("2015-01-01", periods=n)
+    lines = ["Date,Symbol,Open,High,Low,Close,Volume"]
+    for i, d in enumerate(dates):
+        for j, a in enumerate(assets):
+            p = 100 + i * 0.1 + j
+            lines.append(f"{d.date()},{a},{p},{p + 1},{p - 1},{p + 0.5},1000")
+    return "\n".join(lines) + "\n"
+
+
+def test_a_long_csv_loads_as_wide_frames(harness: ModuleType, tmp_path: Path) -> None:
+    import prices
+
+    data = prices.load_file(_csv(tmp_path, _rows(300)))
+    assert list(data["close"].columns) == ["AAA", "BBB"]
+    assert data["close"].shape == (300, 2)
+    frame = pd.read_csv(tmp_path / "prices.csv")
+    frame.to_parquet(tmp_path / "prices.parquet")
+    assert prices.load_file(tmp_path / "prices.parquet")["open"].shape == (300, 2)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda t: t.replace("Close", "Last"), "no 'close' column"),
+        (lambda t: t.replace("Date", "Day"), "no date column"),
+        (lambda t: t.replace("2015-01-05", "yesterday", 1), "not a date"),
+        (lambda t: t.replace(",100.5,", ",-3,", 1), "'close' row 2 holds"),
+        (lambda t: t + t.splitlines()[1] + "\n", "repeats date"),
+        (lambda t: "\n".join(t.splitlines()[:100]) + "\n", "at least 250"),
+    ],
+)
+def test_bad_user_data_says_what_to_fix(
+    harness: ModuleType, tmp_path: Path, mutate: Any, message: str
+) -> None:
+    import prices
+
+    path = _csv(tmp_path, mutate(_rows(300)))
+    with pytest.raises(prices.DataError, match=message) as err:
+        prices.load_file(path)
+    assert str(path) in str(err.value)
+
+
+def test_a_missing_file_is_explained(harness: ModuleType, tmp_path: Path) -> None:
+    import prices
+
+    with pytest.raises(prices.DataError, match="absolute path"):
+        prices.load_file(tmp_path / "nope.csv")
+
+
+def test_goog_preset_loads_real_prices(harness: ModuleType) -> None:
+    import prices
+
+    data = prices.goog()
+    assert data["close"].shape == (1047, 1)
+    assert str(data["close"].index[0].date()) == "2004-08-19"
+
+
+# -- the harness in a sandbox-like subprocess ----------------------------------------------
+
+
+@pytest.mark.slow
+def test_evaluate_prints_no_holdout_figure(
+    harness: ModuleType, small_env: dict[str, str], tmp_path: Path
+) -> None:
+    domain = _copy_domain(tmp_path)
+    res = subprocess.run(
+        [sys.executable, "harness.py", "evaluate"],
+        cwd=domain,
+        env=os.environ,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr
+    report = json.loads((domain / "trading_metrics.json").read_text())
+    hold = report["holdout"]
+    assert set(hold) >= {"sharpe", "max_drawdown", "turnover", "cagr", "start", "end"}
+    assert report["gates"]["lookahead_ok"] is True
+    out = res.stdout + res.stderr
+    assert f"val_sharpe: {report['validation']['sharpe']:.6f}" in out
+    for secret in (hold["start"], hold["end"], f"{hold['sharpe']:.4f}", f"{hold['cagr']:.4f}"):
+        assert secret not in out
+
+
+# -- the loop, end to end --------------------------------------------------------------------
+
+_PEEK = """
+import pandas as pd
+
+
+def positions(close, ohlcv):
+    # Tomorrow's return decides today's weight: a perfect, impossible strategy.
+    up = close.shift(-1) > close
+    return (up.astype(float) - (~up).astype(float)) / close.shape[1]
+"""
+
+# Prints what it sees on every call, then kills the eval after it finished: its whole log
+# (holdout call included) becomes the "last failure" the proposer is shown.
+_CHATTY = """
+import atexit
+import os
+import sys
+
+import pandas as pd
+
+if sys.argv[-1] == "evaluate":
+    atexit.register(os._exit, 3)
+
+
+def positions(close, ohlcv):
+    print("seen", close.index[-1].date(), round(float(close.iloc[-1].sum()), 4), flush=True)
+    return (close > close.rolling(20).mean()).astype(float).fillna(0.0) / close.shape[1]
+"""
+
+
+class RecordingProposer(Proposer):
+    """Replays candidates and keeps the text an LLM proposer would have been given."""
+
+    name = "scripted"
+
+    def __init__(self, candidates: Sequence[Candidate]) -> None:
+        self.queue = list(candidates)
+        self.prompts: list[str] = []
+        self.outcomes: list[ExperimentRecord] = []
+
+    def propose(self, context: Context) -> Candidate | None:
+        self.prompts.append(render_context(context))
+        return self.queue.pop(0) if self.queue else None
+
+    def observe(self, candidate: Candidate, record: ExperimentRecord) -> None:
+        self.outcomes.append(record)
+
+
+def _knob_edit(text: str, **values: Any) -> Candidate:
+    from autoresearch._knob import set_constant
+
+    for name, value in values.items():
+        text = set_constant(text, name, repr(value), "strategy.py")
+    desc = ", ".join(f"{k}={v}" for k, v in values.items())
+    return Candidate(desc, (Edit("strategy.py", content=text),))
+
+
+@pytest.mark.slow
+def test_the_holdout_never_reaches_the_proposer(
+    harness: ModuleType, small_env: dict[str, str], tmp_path: Path
+) -> None:
+    domain = _copy_domain(tmp_path)
+    source = (domain / "strategy.py").read_text()
+    proposer = RecordingProposer(
+        [
+            _knob_edit(source, FAST_WINDOW=10, SLOW_WINDOW=50),
+            Candidate("peek at tomorrow", (Edit("strategy.py", content=_PEEK),)),
+            Candidate("print everything", (Edit("strategy.py", content=_CHATTY),)),
+            _knob_edit(source, REBALANCE_EVERY=10),
+        ]
+    )
+    env = {f"env__{k}": v for k, v in SMALL.items()}
+    summary = Loop.from_dir(domain, proposer=proposer, tag="t1", **env).run(max_experiments=6)
+
+    assert summary.experiments == 5
+    by_desc = {r.description: r for r in proposer.outcomes}
+    assert by_desc["peek at tomorrow"].status.value == "gate_failed"
+    assert "look-ahead" in by_desc["peek at tomorrow"].reason
+    assert by_desc["print everything"].status.value == "crash"
+    assert summary.baseline_value is not None
+
+    status = status_data(domain, "t1", holdout=True)
+    holdouts = [r["holdout"] for r in status["recent"] if r.get("holdout")]
+    assert len(holdouts) >= 3  # baseline, knob, peek (the crash has none)
+    secrets = set()
+    for figures in holdouts:
+        for value in figures.values():
+            if value != int(value):  # counts like "12" appear everywhere legitimately
+                secrets |= {f"{value:.4f}", f"{value:.6f}", repr(value)}
+    data = harness.load_prices()[0]
+    hold = harness.split(len(data["close"]))[2]
+    index = data["close"].index
+    secrets |= {str(index[hold.start].date()), str(index[-1].date())}
+
+    assert len(proposer.prompts) == 5
+    # The chatty candidate (experiment 4) crashed: its log is the next prompt's last failure.
+    assert "seen" in proposer.prompts[3]
+    for prompt in proposer.prompts:
+        leaked = sorted(s for s in secrets if s in prompt)
+        assert not leaked, f"holdout figures in the proposer's context: {leaked}"
+        assert "holdout_" not in prompt
+
+
+@pytest.mark.slow
+def test_knob_search_runs_offline_and_status_deflates_the_best(
+    small_env: dict[str, str], tmp_path: Path
+) -> None:
+    domain = _copy_domain(tmp_path)
+    env = {f"env__{k}": v for k, v in SMALL.items()}
+    summary = Loop.from_dir(domain, proposer="knob", tag="k1", **env).run(max_experiments=3)
+    assert summary.experiments == 3
+    assert summary.counts.get("crash", 0) == 0
+    assert summary.best_value is not None
+
+    from typer.testing import CliRunner
+
+    from autoresearch.cli import app
+
+    plain = CliRunner().invoke(app, ["status", str(domain), "--json"])
+    assert plain.exit_code == 0, plain.output
+    data = json.loads(plain.output)
+    assert 0.0 <= data["report"]["deflated_sharpe"] <= 1.0
+    assert data["report"]["trials"] == 3
+    assert "holdout" not in plain.output
+    shown = CliRunner().invoke(app, ["status", str(domain), "--json", "--holdout"])
+    assert "holdout_sharpe" in shown.output
