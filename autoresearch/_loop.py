@@ -236,7 +236,16 @@ class Loop:
             if r.value is not None and best is not None:
                 delta = r.value - best
             history.append(
-                HistoryEntry(r.id, r.status, r.description, r.value, delta, r.reason, r.hypothesis)
+                HistoryEntry(
+                    r.id,
+                    r.status,
+                    r.description,
+                    r.value,
+                    delta,
+                    r.reason,
+                    r.hypothesis,
+                    secondary=dict(r.secondary),
+                )
             )
             if r.status is Status.KEEP and r.value is not None:
                 best = r.value

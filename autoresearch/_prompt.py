@@ -182,6 +182,10 @@ def _delta(value: float | None) -> str:
     return "" if value is None else f" ({value:+.4g})"
 
 
+# Secondary figures shown per history entry (the prompt must stay bounded).
+MAX_SECONDARY = 8
+
+
 def _short(text: str, limit: int = MAX_ENTRY_CHARS) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -189,6 +193,9 @@ def _short(text: str, limit: int = MAX_ENTRY_CHARS) -> str:
 
 def _entry_line(e: HistoryEntry) -> str:
     line = f"#{e.id} {e.status.value:<11} {_fmt(e.value)}{_delta(e.delta)}  {_short(e.description)}"
+    if e.secondary:
+        figures = ", ".join(f"{k}={v:.4g}" for k, v in list(e.secondary.items())[:MAX_SECONDARY])
+        line += f"\n      {figures}"
     if e.hypothesis:
         line += f"\n      hypothesis: {_short(e.hypothesis)}"
     if e.reason and e.status not in (Status.KEEP, Status.DISCARD):

@@ -164,6 +164,8 @@ class HistoryEntry:
     delta: float | None
     reason: str = ""
     hypothesis: str = ""
+    # Secondary metrics (never holdout ones), e.g. in-sample figures or memory.
+    secondary: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
