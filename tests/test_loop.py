@@ -342,3 +342,28 @@ def test_llm_key_variable_never_reaches_a_run(toy: Path, monkeypatch: pytest.Mon
     loop.objective.measure = spy  # type: ignore[method-assign]
     loop.run()
     assert seen and all("s3cr3t" not in text and "MY_LLM_CRED" not in text for text in seen)
+
+
+def test_holdout_is_recorded_but_never_in_the_context(toy: Path) -> None:
+    from autoresearch import Measurement, MetricObjective
+
+    class WithHoldout(MetricObjective):
+        def measure(self, run):  # type: ignore[no-untyped-def]
+            m = super().measure(run)
+            return Measurement(m.primary, {"aux": 1.5}, {"secret_holdout": 987.654321})
+
+    contexts = []
+
+    class Spy(ScriptedProposer):
+        def propose(self, context):  # type: ignore[no-untyped-def]
+            contexts.append(repr(context))
+            return super().propose(context)
+
+    loop = Loop.from_dir(
+        toy, proposer=Spy([set_x(-1.0), set_x(3.0)]), tag="h", objective=WithHoldout("score")
+    )
+    loop.run()
+    recs = records(toy)
+    assert all(r.holdout == {"secret_holdout": 987.654321} for r in recs)
+    assert contexts and all("987.65" not in c and "secret_holdout" not in c for c in contexts)
+    assert "aux" in contexts[-1]  # secondary figures are shown
