@@ -77,7 +77,7 @@ class AcceptanceConfig(_Model):
         None,
         ge=1,
         description="repeated/sequential: most runs of a candidate "
-        "(None: the policy's default, repeated 3, sequential 5).",
+        "(None: the policy's default, repeated 3, sequential 7).",
     )
     test: Literal["welch", "bootstrap", "z"] | None = Field(
         None,
@@ -89,16 +89,16 @@ class AcceptanceConfig(_Model):
         gt=0,
         lt=1,
         description="welch/z: keep if the one-sided p-value is below this "
-        "(None: repeated 0.05, sequential 0.02).",
+        "(None: repeated 0.05, sequential 0.03).",
     )
     p_better: float = Field(
         0.95, gt=0, lt=1, description="bootstrap: keep if P(candidate beats incumbent) >= this."
     )
     reject_margin_sigma: float = Field(
-        -0.5,
+        -0.75,
         description="sequential: discard after the first run if it trails the incumbent's mean "
-        "by more than this many sigma; negative demands a lead (-0.5: discard unless ahead by "
-        "0.5 sigma).",
+        "by more than this many sigma; negative demands a lead (-0.75: discard unless ahead by "
+        "0.75 sigma).",
     )
     calibration_runs: int = Field(
         0,

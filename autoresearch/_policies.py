@@ -13,7 +13,14 @@ from collections.abc import Sequence
 
 from ._acceptance import Acceptance, Decision, Evidence, Verdict
 from ._config import AcceptanceConfig
-from ._stats import bootstrap_p_better, mean, pooled_sigma, welch_t_test, z_test_p
+from ._stats import (
+    bootstrap_p_better,
+    mean,
+    normal_quantile,
+    pooled_sigma,
+    welch_t_test,
+    z_test_p,
+)
 
 # Incumbent runs made at the start when the config leaves calibration_runs at 0; with the
 # baseline's own run that is 5 runs, 4 degrees of freedom for sigma.
@@ -140,19 +147,29 @@ class Sequential(Repeated):
     2. One run of the candidate: discard at once unless it beats the incumbent's mean by
        ``-reject_margin_sigma`` sigma (most neutral and worse ideas stop here).
     3. Otherwise one more run at a time, each paired with a run of the incumbent while it
-       has fewer than ``incumbent_runs``; discard as soon as z falls below ``futility_z``.
+       has fewer than ``incumbent_runs``; discard as soon as the mean gain falls below
+       ``futility_fraction`` of the gain the final test will need (a z-test at ``p_value``
+       after ``repeats`` runs). The bar is fixed in metric units, so it does not loosen as
+       runs accumulate the way a bar on z does: ideas too small to pass stop early, and the
+       runs go to the ones that can.
     4. After ``repeats`` runs, keep if the test passes (default: z on the calibrated sigma,
-       p < 0.02). No keep before that: stopping at the first significant look records a
+       p < 0.03). No keep before that: stopping at the first significant look records a
        mean biased upward, and the last runs are what pull it back toward the truth.
     """
 
     name = "sequential"
-    default_repeats = 5
+    default_repeats = 7
     default_test = "z"
-    default_p_value = 0.02
+    default_p_value = 0.03
     incumbent_min = 6
     incumbent_runs = 6
-    futility_z = 0.75
+    futility_fraction = 0.6
+
+    def final_bar(self, sigma: float, incumbent_runs: int) -> float:
+        """The mean gain a z-test at ``p_value`` needs after ``repeats`` runs of the
+        candidate against ``incumbent_runs`` runs of the incumbent."""
+        m = max(incumbent_runs, self.incumbent_runs)
+        return normal_quantile(1.0 - self.p_value) * sigma * math.sqrt(1.0 / self.repeats + 1.0 / m)
 
     def decide(self, evidence: Evidence) -> Decision:
         cand, inc = _oriented(evidence)
@@ -175,7 +192,12 @@ class Sequential(Repeated):
                 f"first run {gain:+.6g} from the incumbent's mean "
                 f"(needs > {-self.config.reject_margin_sigma:g} sigma, sigma={sigma:.3g})",
             )
-        if n >= 2 and z < self.futility_z:
-            return Decision(Verdict.DISCARD, f"fell back: z={z:.2f} after {n} runs")
+        futile = self.futility_fraction * self.final_bar(sigma, len(inc))
+        if n >= 2 and gain < futile:
+            return Decision(
+                Verdict.DISCARD,
+                f"fell back: gain {gain:.6g} after {n} runs, below {futile:.6g} "
+                f"({self.futility_fraction:g} of the final bar)",
+            )
         more_inc = 1 if len(inc) < max(n + 1, self.incumbent_runs) else 0
         return Decision(Verdict.MEASURE, f"promising: z={z:.2f} after {n} runs", 1, more_inc)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
 
@@ -65,6 +66,13 @@ def pooled_sigma(groups: Iterable[Sequence[float]]) -> float | None:
 
 def normal_cdf(x: float) -> float:
     return 0.5 * math.erfc(-x / math.sqrt(2.0))
+
+
+def normal_quantile(q: float) -> float:
+    """The x with normal_cdf(x) == q, for 0 < q < 1 (the one-sided z bar of p = 1 - q)."""
+    if not 0.0 < q < 1.0:
+        raise ValueError(f"a normal quantile needs 0 < q < 1, got {q}")
+    return NormalDist().inv_cdf(q)
 
 
 def _beta_continued_fraction(a: float, b: float, x: float) -> float:

@@ -7,6 +7,7 @@ CV 2%; repeated 200 times per policy. Then one short end-to-end run through the 
 
     .venv/bin/python benchmarks/acceptance.py            # full: 200 repeats, a few minutes
     .venv/bin/python benchmarks/acceptance.py --quick    # 40 repeats, no end-to-end run
+    .venv/bin/python benchmarks/acceptance.py --seeds 0,1,2 --no-e2e   # the spread over seeds
 
 Figures per policy (greedy, the upstream rule, printed beside each):
   FDR          false discoveries among keeps (kept with true change <= 0)
@@ -306,12 +307,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--repeats", type=int, default=N_REPEATS, help="streams per policy")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--seeds", help="comma-separated stream seeds, each run in turn (overrides --seed)"
+    )
+    ap.add_argument("--no-e2e", action="store_true", help="skip the end-to-end run")
     ap.add_argument("--quick", action="store_true", help="40 streams, no end-to-end run")
     ap.add_argument("--policies", default=",".join(p for p in POLICIES if p != "greedy"))
     args = ap.parse_args(argv)
     repeats = 40 if args.quick else args.repeats
-    ok = simulated(repeats, args.seed, args.policies.split(","))
-    if not args.quick:
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [args.seed]
+    ok = True
+    for seed in seeds:
+        if len(seeds) > 1:
+            print(f"-- seed {seed}")
+        ok &= simulated(repeats, seed, args.policies.split(","))
+    if not (args.quick or args.no_e2e):
         import tempfile
 
         with tempfile.TemporaryDirectory(prefix="acceptance-e2e-") as tmp:

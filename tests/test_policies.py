@@ -90,7 +90,7 @@ def test_repeated_defaults_and_overrides() -> None:
     default = Repeated(AcceptanceConfig())
     assert (default.repeats, default.test, default.p_value) == (3, "welch", 0.05)
     seq = Sequential(AcceptanceConfig())
-    assert (seq.repeats, seq.test, seq.p_value) == (5, "z", 0.02)
+    assert (seq.repeats, seq.test, seq.p_value) == (7, "z", 0.03)
     mine = Sequential(AcceptanceConfig(repeats=4, test="welch", p_value=0.01))
     assert (mine.repeats, mine.test, mine.p_value) == (4, "welch", 0.01)
 
@@ -120,7 +120,7 @@ def test_sequential_remeasures_a_young_incumbent_first() -> None:
 @pytest.mark.parametrize("direction", ["maximize", "minimize"])
 def test_sequential_rejects_a_first_run_without_a_lead(direction: str) -> None:
     orient = (lambda v: v) if direction == "maximize" else flip
-    policy = Sequential(AcceptanceConfig())  # needs a lead of 0.5 sigma = 0.01
+    policy = Sequential(AcceptanceConfig())  # needs a lead of 0.75 sigma = 0.015
     d = policy.decide(ev(orient([1.005]), orient(INC), direction))
     assert d.verdict is Verdict.DISCARD
     assert "first run" in d.reason
@@ -142,13 +142,31 @@ def test_sequential_gives_up_when_the_evidence_falls_back() -> None:
 
 def test_sequential_keeps_only_after_all_runs() -> None:
     policy = Sequential(AcceptanceConfig())
-    strong = [1.06, 1.05, 1.07, 1.06, 1.05]
-    for n in range(1, 5):
+    strong = [1.06, 1.05, 1.07, 1.06, 1.05, 1.06, 1.05]
+    for n in range(1, 7):
         d = policy.decide(ev(strong[:n]))
         assert d.verdict is Verdict.MEASURE, n
     assert policy.decide(ev(strong)).verdict is Verdict.KEEP
-    marginal = [1.02, 1.015, 1.01, 1.02, 1.0]  # z below the bar after 5 runs
+    marginal = [1.02, 1.015, 1.01, 1.02, 1.0, 1.02, 1.015]  # z below the bar after 7 runs
     assert policy.decide(ev(marginal)).verdict is Verdict.DISCARD
+
+
+def test_sequential_futility_bar_is_a_fraction_of_the_final_bar() -> None:
+    policy = Sequential(AcceptanceConfig())
+    # z-test at p=0.03 after 7 runs against 6: 1.881 * 0.02 * sqrt(1/7 + 1/6) = 0.0209.
+    bar = policy.final_bar(SIGMA, len(INC))
+    assert bar == pytest.approx(0.02093, abs=1e-4)
+    futile = policy.futility_fraction * bar
+    assert futile > 0.01  # a lead of half a sigma after 2 runs is not enough
+    assert policy.decide(ev([1.02, 1.0])).verdict is Verdict.DISCARD
+    assert policy.decide(ev([1.03, 1.02])).verdict is Verdict.MEASURE  # gain 0.025
+    # The bar stays put in metric units: a lead that is z = 1 after 5 runs no longer
+    # earns more runs, since it is too small to pass the final test.
+    lagging = [1.03, 1.02, 1.005, 1.0, 1.005]  # gain 0.012 < 0.6 * 0.0209
+    d = policy.decide(ev(lagging))
+    assert (d.verdict, "fell back" in d.reason) == (Verdict.DISCARD, True)
+    # A better-measured incumbent lowers the bar.
+    assert policy.final_bar(SIGMA, 12) < bar
 
 
 def test_sequential_pairs_incumbent_runs_until_it_has_enough() -> None:
@@ -189,8 +207,8 @@ def test_driver_never_runs_a_candidate_past_its_limit() -> None:
     bench = _benchmark()
     changes = bench.make_stream(random.Random(1), 30)
     res = bench.simulate(Sequential(AcceptanceConfig()), changes, random.Random(2))
-    # 1 baseline + calibration + at most (5 candidate + 5 incumbent) runs per candidate.
-    assert res.runs <= 1 + DEFAULT_CALIBRATION_RUNS + 30 * 10
+    # 1 baseline + calibration + at most (7 candidate + 7 incumbent) runs per candidate.
+    assert res.runs <= 1 + DEFAULT_CALIBRATION_RUNS + 30 * 14
     assert res.keeps == len(res.kept_changes)
 
 

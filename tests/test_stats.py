@@ -13,6 +13,7 @@ from autoresearch._stats import (
     estimate_sigma,
     mean,
     normal_cdf,
+    normal_quantile,
     pooled_sigma,
     regularized_beta,
     sample_variance,
@@ -122,3 +123,12 @@ def test_z_test_and_normal() -> None:
     assert p == pytest.approx(stats.norm.sf(0.5 / math.sqrt(1 / 4 + 1 / 12)), rel=1e-9)
     assert z_test_p(1.0, 0.0, 1, 1) == 0.0
     assert z_test_p(-1.0, 0.0, 1, 1) == 1.0
+
+
+def test_normal_quantile_inverts_the_cdf() -> None:
+    for q in (0.001, 0.03, 0.5, 0.97):
+        assert normal_quantile(q) == pytest.approx(stats.norm.ppf(q), rel=1e-9)
+        assert normal_cdf(normal_quantile(q)) == pytest.approx(q, rel=1e-9)
+    for bad in (0.0, 1.0):
+        with pytest.raises(ValueError):
+            normal_quantile(bad)
