@@ -6,14 +6,16 @@ The public surface is re-exported here; implementation lives in private modules.
 from ._acceptance import Acceptance, Decision, Evidence, Greedy, Verdict
 from ._config import ConfigError, ResearchConfig, load_config
 from ._ledger import Ledger
-from ._loop import BaselineFailed, Event, Loop
+from ._loop import Loop
 from ._objective import MetricMissing, MetricObjective, Objective
 from ._proposer import Proposer, ProposerSettings
 from ._sandbox import LocalSandbox, RunSpec, Sandbox
 from ._types import (
+    BaselineFailed,
     Candidate,
     Context,
     Edit,
+    Event,
     ExperimentRecord,
     GateResult,
     HistoryEntry,

@@ -4,66 +4,34 @@ record — until a budget ends. Knows no domain."""
 from __future__ import annotations
 
 import contextlib
-import json
 import signal
-import statistics
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ._acceptance import Acceptance, Verdict, make_acceptance
-from ._config import ConfigError, ResearchConfig, load_config
-from ._measure import Interrupted, Measurer, content_hash, memory_gb, summarize, write_json
-from ._objective import Objective, import_path, load_objective
-from ._proposer import PROPOSERS, BudgetExhausted, Proposer, ProposerSettings
+from ._budget import Budget
+from ._config import ResearchConfig, load_config
+from ._context import build_context, run_summary
+from ._measure import Interrupted, Measurer, content_hash, memory_gb, summarize
+from ._objective import Objective, objective_for_domain
+from ._proposer import BudgetExhausted, Proposer, ProposerSettings, make_proposer
 from ._sandbox import LocalSandbox, Sandbox
 from ._session import LEDGER_NAME, Session, open_session
-from ._types import (
-    Candidate,
-    Context,
-    ExperimentRecord,
-    HistoryEntry,
-    RunSummary,
-    Status,
-)
+from ._types import BaselineFailed, Candidate, Context, Event, ExperimentRecord, RunSummary, Status
 from ._workspace import RESULTS_NAME, ScopeError
 
 # Consecutive proposer errors after which the loop gives up.
 MAX_PROPOSER_ERRORS = 5
 _FAILURES = (Status.CRASH, Status.TIMEOUT, Status.OOM, Status.INVALID, Status.GATE_FAILED)
+# Options handed to the proposer (ProposerSettings.options).
+_PROPOSER_OPTIONS: tuple[str, ...] = ("script", "model", "base_url", "local_model")
+_PROPOSER_OPTIONS += ("api_key_env", "max_cost_usd", "max_tokens")
 # Option names Loop.from_dir takes beside config fields.
-_OPTIONS = (
-    "preset",
-    "tag",
-    "resume",
-    "proposer",
-    "script",
-    "acceptance",
-    "model",
-    "base_url",
-    "local_model",
-    "api_key_env",
-    "max_cost_usd",
-    "max_tokens",
-    "gpu_ids",
-    "on_event",
-    "objective",
-    "sandbox",
-)
-
-
-@dataclass(frozen=True)
-class Event:
-    """Progress reported to ``on_event``: a finished experiment, a calibration, or a message."""
-
-    kind: str  # "experiment" | "calibration" | "message"
-    message: str = ""
-    record: ExperimentRecord | None = None
-    best_value: float | None = None
-    elapsed_s: float = 0.0
+_OPTIONS = frozenset(_PROPOSER_OPTIONS) | {"preset", "tag", "resume", "proposer", "acceptance"}
+_OPTIONS |= {"gpu_ids", "on_event", "objective", "sandbox"}
 
 
 class _BudgetStop(Exception):
@@ -97,7 +65,7 @@ class Loop:
         self.tag = tag
         self.resume = resume
         self._proposer_arg = proposer
-        self.objective = objective or _objective_for(config, self.domain_dir)
+        self.objective = objective or objective_for_domain(config.objective, self.domain_dir)
         self.sandbox = sandbox or LocalSandbox()
         self.acceptance = acceptance or make_acceptance(config.acceptance)
         self.options = dict(options or {})
@@ -125,18 +93,7 @@ class Loop:
         if isinstance(acceptance, str):
             dotted["acceptance.policy"] = acceptance
         config, preset = load_config(domain_dir, opts.get("preset"), dotted)
-        proposer_opts = {
-            k: opts.get(k)
-            for k in (
-                "script",
-                "model",
-                "base_url",
-                "local_model",
-                "api_key_env",
-                "max_cost_usd",
-                "max_tokens",
-            )
-        }
+        proposer_opts = {k: opts.get(k) for k in _PROPOSER_OPTIONS}
         return cls(
             domain_dir,
             config,
@@ -160,6 +117,7 @@ class Loop:
         in this session, ``max_hours`` have passed, the proposer has nothing more, or Ctrl-C.
         The first experiment of a new run is the unmodified baseline."""
         start = self._started = time.monotonic()
+        budget = Budget(max_experiments, max_hours, self.max_cost_usd, self.max_tokens)
         stopped = "done"
         session = self._open()
         proposer: Proposer | None = None
@@ -169,12 +127,24 @@ class Loop:
                 if self._m.incumbent_values() == []:
                     self._baseline()
                     done += 1
-                proposer = self._make_proposer()
+                for warning in self.sandbox.warnings:  # limits it could not enforce here
+                    self.on_event(Event("message", message=f"sandbox: {warning}"))
+                proposer = make_proposer(self._proposer_arg, self._proposer_settings())
                 proposer.restore(session.ledger.records(session.tag))
                 errors = 0
                 durations: list[float] = []
                 while True:
-                    stop = self._budget_reason(done, max_experiments, max_hours, start, durations)
+                    if self._interrupted.is_set():
+                        raise Interrupted
+                    tokens, cost = session.ledger.spend(session.tag)
+                    stop = budget.reason(
+                        done,
+                        time.monotonic() - start,
+                        durations,
+                        tokens,
+                        cost,
+                        session.ledger.count_candidates(session.tag),
+                    )
                     if stop:
                         stopped = stop
                         break
@@ -207,7 +177,7 @@ class Loop:
             if proposer is not None:
                 with contextlib.suppress(Exception):
                     proposer.close()
-            summary = self._summary(stopped)
+            summary = run_summary(session, self._m.best_value(), stopped)
             session.ledger.set_tag_state(
                 session.tag, "interrupted" if summary.interrupted else "stopped"
             )
@@ -229,41 +199,8 @@ class Loop:
     def context(self) -> Context:
         """What a proposer is shown now (no holdout values, by construction)."""
         s = self._require_session()
-        records = [r for r in s.ledger.records(s.tag) if r.status is not Status.RUNNING]
-        history, best, baseline = [], None, None
-        for r in records:
-            delta = None
-            if r.value is not None and best is not None:
-                delta = r.value - best
-            history.append(
-                HistoryEntry(
-                    r.id,
-                    r.status,
-                    r.description,
-                    r.value,
-                    delta,
-                    r.reason,
-                    r.hypothesis,
-                    secondary=dict(r.secondary),
-                )
-            )
-            if r.status is Status.KEEP and r.value is not None:
-                best = r.value
-                baseline = r.value if baseline is None else baseline
-        program_path = self.domain_dir / self.config.program
-        program = program_path.read_text(encoding="utf-8") if program_path.exists() else ""
-        incumbent = self._m.incumbent()
-        return Context(
-            program=program,
-            files=s.workspace.files_at(incumbent, self.config.editable),
-            history=tuple(history),
-            metric=self.config.objective.metric or "value",
-            direction=self.config.objective.direction,
-            best_value=best,
-            baseline_value=baseline,
-            experiment_id=(records[-1].id + 1) if records else 1,
-            last_failure=self._m.last_failure,
-            editable_globs=tuple(self.config.editable),
+        return build_context(
+            s, self.config, self.domain_dir, self._m.incumbent(), self._m.last_failure
         )
 
     # -- one experiment ----------------------------------------------------------------------
@@ -424,36 +361,19 @@ class Loop:
             status, reason, runs = self._m.measure(exp, "baseline", base, worktree, folder, before)
         finally:
             s.workspace.remove_worktree(worktree)
-        cand = Candidate("baseline")
+        cand, log = Candidate("baseline"), folder / "run.log"
         if status is not None:
-            self._finish(
-                None,
-                cand,
-                exp,
-                status,
-                f"baseline failed: {reason}",
-                commit_sha=base,
-                log_path=str(folder / "run.log"),
-            )
+            self._finish(None, cand, exp, status, f"baseline failed: {reason}", commit_sha=base)
             if status is Status.INTERRUPTED:
                 raise Interrupted
             raise BaselineFailed(
                 f"the baseline run failed ({status.value}: {reason}); nothing can be compared "
-                f"to it. See {folder / 'run.log'}"
+                f"to it. See {log}"
             )
         fields = summarize([m for _, m in runs])
-        return self._finish(
-            None,
-            cand,
-            exp,
-            Status.KEEP,
-            "baseline",
-            commit_sha=base,
-            n_runs=1,
-            log_path=str(folder / "run.log"),
-            memory_gb=memory_gb(r for r, _ in runs),
-            **fields,
-        )
+        fields.update(commit_sha=base, n_runs=1, log_path=str(log))
+        fields.update(memory_gb=memory_gb(r for r, _ in runs))
+        return self._finish(None, cand, exp, Status.KEEP, "baseline", **fields)
 
     # -- helpers -----------------------------------------------------------------------------
     def _open(self) -> Session:
@@ -464,19 +384,6 @@ class Loop:
         self.tag = self._session.tag
         for m in self._session.messages:
             self.on_event(Event("message", message=m))
-        for w in self.sandbox.warnings:
-            self.on_event(Event("message", message=f"sandbox: {w}"))
-        state = self._session.workspace.state_dir
-        tag_row = self._session.ledger.tag(self.tag)
-        assert tag_row is not None
-        write_json(
-            state / "runs" / self.tag / "config.json",
-            {
-                "preset": self.preset,
-                "config": dump,
-                "versions": json.loads(tag_row["versions_json"]),
-            },
-        )
         self._measurer = Measurer(
             self._session,
             self.config,
@@ -499,86 +406,17 @@ class Loop:
             raise RuntimeError("no session is open: call run() or baseline()")
         return self._session
 
-    def _make_proposer(self) -> Proposer:
-        arg = self._proposer_arg
-        if isinstance(arg, Proposer):
-            return arg
-        name = arg or self.config.proposer.name or ("knob" if self.config.proposer.knobs else None)
-        if name is None:
-            raise ConfigError(
-                f"{self.domain_dir / 'autoresearch.toml'}: no proposer chosen. Pass --proposer "
-                f"({', '.join(PROPOSERS)}) or set proposer.name; 'knob' needs [[proposer.knobs]]"
-            )
-        if name not in PROPOSERS:
-            raise ConfigError(f"unknown proposer {name!r}; known: {', '.join(PROPOSERS)}")
+    def _proposer_settings(self) -> ProposerSettings:
         s = self._require_session()
-        cls = import_path(PROPOSERS[name], "proposer")
-        settings = ProposerSettings(
-            self.config,
-            self.domain_dir,
-            s.workspace.state_dir,
-            s.workspace.state_dir / LEDGER_NAME,
-            s.tag,
-            self.options,
+        state = s.workspace.state_dir
+        return ProposerSettings(
+            self.config, self.domain_dir, state, state / LEDGER_NAME, s.tag, self.options
         )
-        proposer: Proposer = cls.from_settings(settings)
-        return proposer
 
     def _write_results(self) -> None:
         s = self._require_session()
         s.ledger.write_results_tsv(
             self.domain_dir / RESULTS_NAME, self.config.objective.metric or "value"
-        )
-
-    def _budget_reason(
-        self,
-        done: int,
-        max_experiments: int | None,
-        max_hours: float | None,
-        start: float,
-        durations: list[float],
-    ) -> str | None:
-        if self._interrupted.is_set():
-            raise Interrupted
-        if max_experiments is not None and done >= max_experiments:
-            return f"reached --max-experiments {max_experiments}"
-        if max_hours is not None:
-            elapsed = time.monotonic() - start
-            typical = statistics.median(durations) if durations else 0.0
-            if elapsed + typical > max_hours * 3600:
-                return f"reached --max-hours {max_hours:g}"
-        s = self._require_session()
-        tokens, cost = s.ledger.spend(s.tag)
-        # Stop *before* a budget is exceeded: the next proposal is assumed to cost what an
-        # average one has cost so far.
-        proposals = max(1, s.ledger.count_candidates(s.tag))
-        if self.max_cost_usd is not None and cost + cost / proposals > self.max_cost_usd:
-            return (
-                f"spent ${cost:.4f}; another proposal would pass "
-                f"--max-cost-usd {self.max_cost_usd:g}"
-            )
-        if self.max_tokens is not None and tokens + tokens / proposals > self.max_tokens:
-            return (
-                f"used {tokens} tokens; another proposal would pass --max-tokens {self.max_tokens}"
-            )
-        return None
-
-    def _summary(self, stopped: str) -> RunSummary:
-        s = self._require_session()
-        records = s.ledger.records(s.tag)
-        base = next((r for r in records if r.proposer == "baseline" and r.value is not None), None)
-        base_values = s.ledger.run_values(s.tag, base.commit) if base and base.commit else []
-        # Values are means over every run of a commit (re-measurements included), not best runs.
-        return RunSummary(
-            tag=s.tag,
-            branch=s.workspace.branch,
-            best_commit=s.workspace.branch_commit(),
-            best_value=self._m.best_value(),
-            baseline_value=statistics.fmean(base_values) if base_values else None,
-            counts=s.ledger.counts(s.tag),
-            experiments=len(records),
-            stopped_because=stopped,
-            interrupted=stopped == "interrupted",
         )
 
     @contextlib.contextmanager
@@ -602,22 +440,9 @@ class Loop:
                 signal.signal(sig, h)
 
 
-class BaselineFailed(Exception):
-    """The unmodified target did not produce a metric: the loop cannot start."""
-
-
-def _objective_for(config: ResearchConfig, domain_dir: Path) -> Objective:
-    import sys
-
-    # A domain may ship its objective as a fixed module of its own.
-    if str(domain_dir) not in sys.path:
-        sys.path.append(str(domain_dir))
-    return load_objective(config.objective)
-
-
 def _commit_message(candidate: Candidate, exp: int) -> str:
     body = f"\n\n{candidate.hypothesis}" if candidate.hypothesis else ""
     return f"{candidate.description}{body}\n\nautoresearch-experiment: {exp}"
 
 
-__all__ = ["BaselineFailed", "Event", "Loop"]
+__all__ = ["Loop"]

@@ -7,7 +7,9 @@ import importlib
 import json
 import math
 import re
+import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from ._config import ConfigError, ObjectiveConfig
@@ -144,6 +146,14 @@ def load_objective(config: ObjectiveConfig) -> Objective:
         raise ConfigError(
             f"objective.args: {config.class_path} rejected its arguments: {e}"
         ) from None
+
+
+def objective_for_domain(config: ObjectiveConfig, domain_dir: Path) -> Objective:
+    """``load_objective``, with the domain folder importable: a domain may ship its objective
+    as a fixed module of its own."""
+    if str(domain_dir) not in sys.path:
+        sys.path.append(str(domain_dir))
+    return load_objective(config)
 
 
 def import_path(path: str, field: str) -> Any:

@@ -76,6 +76,28 @@ class Proposer(abc.ABC):
         return cls()
 
 
+def make_proposer(choice: Proposer | str | None, settings: ProposerSettings) -> Proposer:
+    """The proposer for a run: an instance as given, a registered name, the config's default,
+    or ``knob`` when knobs are declared."""
+    from ._config import ConfigError
+    from ._objective import import_path
+
+    if isinstance(choice, Proposer):
+        return choice
+    proposer_cfg = settings.config.proposer
+    name = choice or proposer_cfg.name or ("knob" if proposer_cfg.knobs else None)
+    if name is None:
+        raise ConfigError(
+            f"{settings.domain_dir / 'autoresearch.toml'}: no proposer chosen. Pass --proposer "
+            f"({', '.join(PROPOSERS)}) or set proposer.name; 'knob' needs [[proposer.knobs]]"
+        )
+    if name not in PROPOSERS:
+        raise ConfigError(f"unknown proposer {name!r}; known: {', '.join(PROPOSERS)}")
+    cls = import_path(PROPOSERS[name], "proposer")
+    proposer: Proposer = cls.from_settings(settings)
+    return proposer
+
+
 # Lazy registry: name -> "module:Class", imported only when chosen.
 PROPOSERS: dict[str, str] = {
     "knob": "autoresearch._knob:KnobProposer",

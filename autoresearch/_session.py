@@ -7,6 +7,7 @@ import datetime as dt
 import fcntl
 import hashlib
 import importlib.metadata
+import json
 import os
 import platform
 import sys
@@ -198,6 +199,21 @@ def open_session(
                 config_dump,
                 package_versions(),
             )
+        # The resolved config, preset and package versions, saved with every run.
+        row = ledger.tag(tag)
+        assert row is not None
+        saved = state_dir / "runs" / tag / "config.json"
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        saved.write_text(
+            json.dumps(
+                {
+                    "preset": preset,
+                    "config": config_dump,
+                    "versions": json.loads(row["versions_json"]),
+                },
+                indent=2,
+            )
+        )
         return Session(tag, ws, ledger, lock, base, resume, messages)
     except (SessionError, WorkspaceError):
         if ledger is not None:

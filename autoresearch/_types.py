@@ -209,6 +209,21 @@ class ExperimentRecord:
 
 
 @dataclass(frozen=True)
+class Event:
+    """Progress reported to ``on_event``: a finished experiment, a calibration, or a message."""
+
+    kind: str  # "experiment" | "calibration" | "message"
+    message: str = ""
+    record: ExperimentRecord | None = None
+    best_value: float | None = None
+    elapsed_s: float = 0.0
+
+
+class BaselineFailed(Exception):
+    """The unmodified target did not produce a metric: the loop cannot start."""
+
+
+@dataclass(frozen=True)
 class RunSummary:
     """What ``Loop.run`` returns."""
 

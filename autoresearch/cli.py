@@ -19,10 +19,10 @@ from rich.table import Table
 from ._config import ConfigError
 from ._domains import bundled_domains, resolve_domain
 from ._init import write_config
-from ._loop import BaselineFailed, Event, Loop
+from ._loop import Loop
 from ._report import diff_text, status_data
 from ._session import SessionError
-from ._types import Status
+from ._types import BaselineFailed, Event, Status
 from ._workspace import WorkspaceError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUSY, EXIT_INTERRUPTED = 0, 1, 2, 3, 130

@@ -1,0 +1,76 @@
+"""What the loop hands out: the proposer's Context (never holdout values) and the RunSummary."""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+from ._config import ResearchConfig
+from ._session import Session
+from ._types import Context, HistoryEntry, RunSummary, Status
+
+
+def build_context(
+    session: Session,
+    config: ResearchConfig,
+    domain_dir: Path,
+    incumbent: str,
+    last_failure: str | None,
+) -> Context:
+    """The context for the next proposal: program, the incumbent's editable files, history
+    with deltas against the best at the time, and the last failure."""
+    records = [r for r in session.ledger.records(session.tag) if r.status is not Status.RUNNING]
+    history = []
+    best: float | None = None
+    baseline: float | None = None
+    for r in records:
+        delta = r.value - best if r.value is not None and best is not None else None
+        history.append(
+            HistoryEntry(
+                r.id,
+                r.status,
+                r.description,
+                r.value,
+                delta,
+                r.reason,
+                r.hypothesis,
+                secondary=dict(r.secondary),
+            )
+        )
+        if r.status is Status.KEEP and r.value is not None:
+            best = r.value
+            baseline = r.value if baseline is None else baseline
+    program_path = domain_dir / config.program
+    program = program_path.read_text(encoding="utf-8") if program_path.exists() else ""
+    return Context(
+        program=program,
+        files=session.workspace.files_at(incumbent, config.editable),
+        history=tuple(history),
+        metric=config.objective.metric or "value",
+        direction=config.objective.direction,
+        best_value=best,
+        baseline_value=baseline,
+        experiment_id=(records[-1].id + 1) if records else 1,
+        last_failure=last_failure,
+        editable_globs=tuple(config.editable),
+    )
+
+
+def run_summary(session: Session, best_value: float | None, stopped: str) -> RunSummary:
+    """The summary of a session. Values are means over every run of a commit (re-measurements
+    included), never a best run."""
+    ledger, tag = session.ledger, session.tag
+    records = ledger.records(tag)
+    base = next((r for r in records if r.proposer == "baseline" and r.value is not None), None)
+    base_values = ledger.run_values(tag, base.commit) if base and base.commit else []
+    return RunSummary(
+        tag=tag,
+        branch=session.workspace.branch,
+        best_commit=session.workspace.branch_commit(),
+        best_value=best_value,
+        baseline_value=statistics.fmean(base_values) if base_values else None,
+        counts=ledger.counts(tag),
+        experiments=len(records),
+        stopped_because=stopped,
+        interrupted=stopped == "interrupted",
+    )
