@@ -28,7 +28,8 @@ def toy(tmp_path: Path) -> Path:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if not any("gpu" in item.keywords for item in items):
+    # get_closest_marker, not keywords: a parametrize id like "[gpu]" is a keyword too.
+    if not any(item.get_closest_marker("gpu") for item in items):
         return
     has_cuda = False
     try:
@@ -39,7 +40,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         pass
     skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU; this machine has none")
     for item in items:
-        if "gpu" in item.keywords and not has_cuda:
+        if item.get_closest_marker("gpu") and not has_cuda:
             item.add_marker(skip_gpu)
 
 
