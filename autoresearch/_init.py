@@ -9,7 +9,9 @@ from ._config import CONFIG_NAME, ConfigError, load_config
 
 
 def _toml_str(value: str) -> str:
-    return json.dumps(value)  # a JSON string is a valid TOML basic string
+    # A JSON string is a valid TOML basic string (non-ASCII kept as is: TOML rejects the
+    # surrogate-pair escapes JSON would use).
+    return json.dumps(value, ensure_ascii=False)
 
 
 def write_config(

@@ -35,7 +35,10 @@ def format_value(knob: Knob, value: Any) -> str:
     if knob.type == "int":
         return str(int(value))
     if knob.type == "float":
-        return repr(float(f"{float(value):.{FLOAT_DIGITS}g}"))
+        rounded = float(f"{float(value):.{FLOAT_DIGITS}g}")
+        # Rounding must not carry a value outside the declared range.
+        assert knob.low is not None and knob.high is not None
+        return repr(min(max(rounded, knob.low), knob.high))
     return repr(value)
 
 
@@ -112,11 +115,23 @@ class KnobProposer(Proposer):
         return out
 
     def restore(self, history: Sequence[ExperimentRecord]) -> None:
-        # Trials of a driver that died were asked but never told: close them as failed.
+        # Trials of a driver that died were asked but never told: tell them what the ledger
+        # recorded (the driver may have died between the row and `observe`), else a failure.
         from optuna.trial import TrialState
 
+        values = {
+            r.meta.get("trial"): r.value
+            for r in history
+            if r.proposer == self.name
+            and r.value is not None
+            and r.status in (Status.KEEP, Status.DISCARD)
+        }
         for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            self.study.tell(trial.number, state=TrialState.FAIL)
+            value = values.get(trial.number)
+            if value is not None:
+                self.study.tell(trial.number, value)
+            else:
+                self.study.tell(trial.number, state=TrialState.FAIL)
 
     def propose(self, context: Context) -> Candidate | None:
         trial = self.study.ask(self._distributions())

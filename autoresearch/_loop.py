@@ -15,16 +15,25 @@ from ._acceptance import Acceptance, Verdict, make_acceptance
 from ._budget import Budget
 from ._config import ResearchConfig, load_config
 from ._context import build_context, run_summary
-from ._measure import Interrupted, Measurer, content_hash, memory_gb, summarize
+from ._measure import OBJECTIVE_ERROR, Interrupted, Measurer, content_hash, memory_gb, summarize
 from ._objective import Objective, objective_for_domain
 from ._proposer import BudgetExhausted, Proposer, ProposerSettings, make_proposer
 from ._sandbox import LocalSandbox, Sandbox
 from ._session import LEDGER_NAME, Session, open_session
-from ._types import BaselineFailed, Candidate, Context, Event, ExperimentRecord, RunSummary, Status
+from ._types import (
+    BaselineFailed,
+    Candidate,
+    Context,
+    Event,
+    ExperimentRecord,
+    GateResult,
+    RunSummary,
+    Status,
+)
 from ._workspace import RESULTS_NAME, ScopeError
 
-# Consecutive proposer errors after which the loop gives up.
-MAX_PROPOSER_ERRORS = 5
+# Consecutive proposer or objective errors after which the loop gives up.
+MAX_HARNESS_ERRORS = 5
 _FAILURES = (Status.CRASH, Status.TIMEOUT, Status.OOM, Status.INVALID, Status.GATE_FAILED)
 # Options handed to the proposer (ProposerSettings.options).
 _PROPOSER_OPTIONS: tuple[str, ...] = ("script", "model", "base_url", "local_model")
@@ -163,9 +172,12 @@ class Loop:
                         break
                     durations.append(time.monotonic() - t0)
                     done += 1
-                    errors = errors + 1 if record.reason.startswith("proposer error") else 0
-                    if errors >= MAX_PROPOSER_ERRORS:
-                        stopped = f"the proposer failed {errors} times in a row: {record.reason}"
+                    # Failures of the proposer or of the objective (not of candidates) in a row
+                    # mean something is broken that more experiments will not fix.
+                    harness_fault = record.reason.startswith(("proposer error", OBJECTIVE_ERROR))
+                    errors = errors + 1 if harness_fault else 0
+                    if errors >= MAX_HARNESS_ERRORS:
+                        stopped = f"{errors} proposer/objective errors in a row: {record.reason}"
                         break
                     if record.status is Status.INTERRUPTED:
                         raise Interrupted
@@ -187,13 +199,17 @@ class Loop:
 
     def baseline(self) -> ExperimentRecord:
         """Open a session, run only the unmodified baseline, and return its record."""
-        self._open()
-        assert self._session is not None
+        session = self._open()
+        state = "stopped"
         try:
             with self._signals():
                 return self._baseline()
+        except (Interrupted, KeyboardInterrupt):
+            state = "interrupted"
+            return session.ledger.records(session.tag)[-1]
         finally:
-            self._session.close()
+            session.ledger.set_tag_state(session.tag, state)
+            session.close()
             self._session = None
 
     def context(self) -> Context:
@@ -286,7 +302,10 @@ class Loop:
                 memory_gb=memory_gb(r for r, _ in runs),
             )
             if verdict is Verdict.KEEP:
-                gate = self.objective.gate(last_run)
+                try:
+                    gate = self.objective.gate(last_run)
+                except Exception as e:  # a gate that cannot check does not pass
+                    gate = GateResult(False, f"{OBJECTIVE_ERROR}: {type(e).__name__}: {e}")
                 if not gate.passed:
                     return self._finish(
                         proposer,

@@ -22,6 +22,11 @@ from ._workspace import changed_files, glob_match
 FAILURE_TAIL_CHARS = 4000
 
 
+# Reasons that start with this are the harness's (or the user's objective's) fault, not the
+# candidate's; the loop stops after a few in a row.
+OBJECTIVE_ERROR = "objective error"
+
+
 class Interrupted(Exception):
     """A run ended because of Ctrl-C / SIGTERM: the loop stops."""
 
@@ -52,6 +57,7 @@ class Measurer:
         # What the next proposal is told about the experiment before it (None: it went fine).
         self._last_failure: str | None = None
         self._fixed_hashes: dict[str, str] | None = None
+        self._used: set[Path] = set()
 
     @property
     def last_failure(self) -> str | None:
@@ -79,6 +85,11 @@ class Measurer:
         n = len(s.ledger.run_values(s.tag, commit))
         suffix = "" if n == 0 else f"-{n + 1}"
         domain = s.workspace.worktree_domain(worktree)
+        if worktree in self._used:
+            # A repeat starts from the committed files alone: outputs of the run before it
+            # (a metrics file, a checkpoint) must not stand in for its own.
+            s.workspace.reset_worktree(worktree)
+        self._used.add(worktree)
         # Candidate commits only ever change editable files, so every worktree of the session
         # must hold the same fixed files as the first one measured.
         fixed_now = {k: v for k, v in before.items() if k not in self._editable_in(before)}
@@ -108,7 +119,9 @@ class Measurer:
             gpu_ids=self.gpu_ids,
         )
         run = self.sandbox.run(spec)
-        changed = changed_files(before, s.workspace.snapshot(domain))
+        after = s.workspace.snapshot(domain)
+        # Files the run changed or deleted; new files it wrote (outputs) do not matter.
+        changed = [k for k in before if before[k] != after.get(k)]
         if run.failure is None and changed:
             s.ledger.add_run(s.tag, exp, kind, commit, run, None, Status.INVALID)
             return Status.INVALID, f"files changed during the run: {', '.join(changed)}", []
@@ -124,6 +137,11 @@ class Measurer:
             s.ledger.add_run(s.tag, exp, kind, commit, run, None, Status.CRASH, str(e))
             self._last_failure = f"crash: {e}\n{run.log_tail(FAILURE_TAIL_CHARS)}"
             return Status.CRASH, f"no metric: {e}", []
+        except Exception as e:  # a bug in an objective fails this run, not the whole loop
+            why = f"{OBJECTIVE_ERROR}: {type(e).__name__}: {e}"
+            s.ledger.add_run(s.tag, exp, kind, commit, run, None, Status.CRASH, why)
+            self._last_failure = f"crash: {why}"
+            return Status.CRASH, why, []
         s.ledger.add_run(s.tag, exp, kind, commit, run, m)
         write_json(
             folder / f"measurement{suffix}.json",

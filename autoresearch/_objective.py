@@ -7,6 +7,7 @@ import importlib
 import json
 import math
 import re
+import stat
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -79,6 +80,29 @@ def parse_metric_lines(text: str) -> dict[str, float]:
     return out
 
 
+# A metrics file larger than this is not a metrics file (the candidate controls it).
+MAX_METRICS_FILE_BYTES = 10 * 1024 * 1024
+
+
+def load_run_json(path: Path) -> Any:
+    """The JSON in a file a run wrote, or MetricMissing: absent, not a regular file (a FIFO
+    or a device would hang the driver), too large, not UTF-8 or not JSON."""
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        raise MetricMissing(f"the run wrote no {path.name}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise MetricMissing(f"{path.name} is not a regular file")
+    if st.st_size > MAX_METRICS_FILE_BYTES:
+        raise MetricMissing(f"{path.name} is {st.st_size} bytes; too large for a metrics file")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as e:
+        raise MetricMissing(f"cannot read {path.name}: {e}") from None
+    except json.JSONDecodeError as e:
+        raise MetricMissing(f"{path.name} is not valid JSON: {e}") from None
+
+
 class MetricObjective(Objective):
     """Reads named metrics from the trusted output: a summary block, METRIC lines or JSON."""
 
@@ -100,13 +124,7 @@ class MetricObjective(Objective):
 
     def values(self, run: RunResult) -> dict[str, float]:
         if self.source == "json":
-            path = run.workdir / self.json_file
-            try:
-                data = json.loads(path.read_text(encoding="utf-8"))
-            except FileNotFoundError:
-                raise MetricMissing(f"the run wrote no {self.json_file}") from None
-            except json.JSONDecodeError as e:
-                raise MetricMissing(f"{self.json_file} is not valid JSON: {e}") from None
+            data = load_run_json(run.workdir / self.json_file)
             if not isinstance(data, dict):
                 raise MetricMissing(f"{self.json_file} must hold a JSON object")
             out: dict[str, float] = {}

@@ -7,6 +7,7 @@ import collections
 import contextlib
 import fnmatch
 import os
+import select
 import signal
 import threading
 import time
@@ -33,6 +34,18 @@ _SECRET_GLOBS = (
     "*_API_BASE",
     "HF_TOKEN*",
     "NETRC",
+)
+# Set by git hooks, `git rebase --exec` and friends; inherited, they would point git commands
+# (the engine's and a candidate's) at the user's own index or repository.
+GIT_LOCATION_VARS = (
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_INDEX_FILE",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_COMMON_DIR",
+    "GIT_NAMESPACE",
+    "GIT_PREFIX",
 )
 _ALWAYS_KEEP = ("PATH", "HOME", "LANG", "LC_*", "TERM", "TMPDIR", "USER", "SHELL", "PWD")
 
@@ -213,6 +226,23 @@ class MemoryCgroup:
                 time.sleep(0.02)
 
 
+def remove_stale_cgroups(marker_prefix: str) -> int:
+    """Remove empty cgroups of runs whose driver died (they are named after the run marker)."""
+    removed = 0
+    name = f"autoresearch-{marker_prefix}-"
+    for version, root in ((1, CGROUP_V1_MEMORY), (2, CGROUP_V2)):
+        for base in {root / _own_cgroup(version).lstrip("/"), root}:
+            try:
+                stale = [p for p in base.iterdir() if p.name.startswith(name)]
+            except OSError:
+                continue
+            for path in stale:
+                with contextlib.suppress(OSError):
+                    path.rmdir()
+                    removed += 1
+    return removed
+
+
 def _own_cgroup(version: int) -> str:
     try:
         for line in Path("/proc/self/cgroup").read_text().splitlines():
@@ -244,9 +274,13 @@ class CappedLog:
     A log flood cannot fill the disk, and the summary at the end is still there."""
 
     CHUNK = 65536
+    # How often the pump checks whether it was told to stop (a stray process may hold the
+    # pipe open forever).
+    POLL_S = 0.2
 
     def __init__(self, source: IO[bytes], path: Path, limit_bytes: int) -> None:
         self.source = source
+        self._stop = threading.Event()
         self.path = path
         self.head_limit = limit_bytes // 2
         self.tail_limit = limit_bytes - self.head_limit
@@ -259,8 +293,14 @@ class CappedLog:
     def _pump(self) -> None:
         written = 0
         with open(self.path, "wb") as out:
+            fd = self.source.fileno()
             while True:
-                chunk = self.source.read1(self.CHUNK) if hasattr(self.source, "read1") else b""
+                ready, _, _ = select.select([fd], [], [], self.POLL_S)
+                if not ready:
+                    if self._stop.is_set():
+                        break
+                    continue
+                chunk = os.read(fd, self.CHUNK)
                 if not chunk:
                     break
                 self.total += len(chunk)
@@ -281,5 +321,13 @@ class CappedLog:
                 out.write(f"\n[... autoresearch: {omitted} bytes of log omitted ...]\n".encode())
             out.write(tail)
 
-    def join(self, timeout_s: float) -> None:
+    def join(self, timeout_s: float) -> bool:
+        """Wait for the end of the output; past ``timeout_s`` (the pipe is held open by a
+        process that escaped the kill), stop reading and still write the tail. Returns
+        whether the output ended by itself."""
         self._thread.join(timeout_s)
+        if not self._thread.is_alive():
+            return True
+        self._stop.set()
+        self._thread.join()
+        return False

@@ -8,7 +8,7 @@ from typing import Any
 
 from ._config import ConfigError, load_config
 from ._ledger import Ledger
-from ._objective import load_objective
+from ._objective import objective_for_domain
 from ._session import LEDGER_NAME, SessionError
 from ._types import Status
 from ._workspace import STATE_DIRNAME, find_repo_root, git
@@ -92,7 +92,7 @@ def status_data(domain: Path, tag: str | None = None, holdout: bool = False) -> 
 def _objective_report(domain: Path, records: list[Any]) -> dict[str, float]:
     try:
         config, _ = load_config(domain)
-        objective = load_objective(config.objective)
+        objective = objective_for_domain(config.objective, domain)
         return {k: float(v) for k, v in objective.report(records).items()}
     except (ConfigError, ValueError, TypeError, ArithmeticError):
         return {}

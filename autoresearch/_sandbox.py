@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ._proc import (
+    GIT_LOCATION_VARS,
     MARKER_VAR,
     CappedLog,
     MemoryCgroup,
@@ -122,7 +123,13 @@ class LocalSandbox(Sandbox):
         self._wake.set()
 
     def run(self, spec: RunSpec) -> RunResult:
-        self._cancel.clear()
+        try:
+            return self._run(spec)
+        finally:
+            # A cancel is consumed by the run it ended (or, if it came before, the next one).
+            self._cancel.clear()
+
+    def _run(self, spec: RunSpec) -> RunResult:
         env = self._environment(spec)
         spec.log_path.parent.mkdir(parents=True, exist_ok=True)
         status, reason, code, wall, peak = self._run_one(
@@ -157,6 +164,8 @@ class LocalSandbox(Sandbox):
 
     def _environment(self, spec: RunSpec) -> dict[str, str]:
         env = scrub_env(dict(os.environ), spec.env_allow, spec.env_deny)
+        for name in GIT_LOCATION_VARS:  # a candidate's git must not reach the user's repository
+            env.pop(name, None)
         env.update(spec.env)
         # The interpreter running the harness comes first on PATH, so `python` in a command
         # is the one with the project's packages even when no venv is activated.
@@ -199,6 +208,10 @@ class LocalSandbox(Sandbox):
             # the environment marker finds them, also after setsid() or a double fork.
             return cgroup.pids() if cgroup is not None else pids_with_marker(marker)
 
+        if self._cancel.is_set():  # cancelled before it started: do not start it
+            if cgroup is not None:
+                cgroup.remove()
+            return Status.INTERRUPTED, "interrupted", None, 0.0, 0.0
         start = time.monotonic()
         log_limit = int(spec.log_limit_mb * 1024 * 1024)
         self._wake.clear()
@@ -246,14 +259,19 @@ class LocalSandbox(Sandbox):
         kill_tree(find_pids, proc.pid, KILL_GRACE_S if failure else 0.2)
         code = proc.wait()
         wall = time.monotonic() - start
-        log.join(LOG_DRAIN_S)
+        if not log.join(LOG_DRAIN_S):
+            self._note("a process outside the run's reach kept its output open (it may still run)")
         if cgroup is not None:
             peak = max(peak, cgroup.peak_mb())
             if failure is None and cgroup.oom_killed():
                 failure = Status.OOM
                 reason = f"killed by the kernel at memory_limit_mb={spec.memory_limit_mb}"
             cgroup.remove()
-        if failure is None and code != 0:
+        if self._cancel.is_set():
+            # Also when Ctrl-C reached the child itself (it shares the terminal's group until
+            # it calls setsid): the run was interrupted, not a crash.
+            failure, reason = Status.INTERRUPTED, "interrupted"
+        elif failure is None and code != 0:
             failure = Status.CRASH
             reason = f"exit code {code}" if code > 0 else f"killed by signal {-code}"
         return failure, reason, code, wall, peak

@@ -17,6 +17,7 @@ from typing import IO
 
 from ._config import ResearchConfig
 from ._ledger import Ledger
+from ._proc import remove_stale_cgroups
 from ._sandbox import end_strays
 from ._types import Status
 from ._workspace import STATE_DIRNAME, Workspace, WorkspaceError, find_repo_root, init_repo
@@ -166,18 +167,29 @@ def open_session(
                 "uncommitted changes to editable or fixed files would not be in the experiments' "
                 f"worktrees: {', '.join(dirty[:10])}. Commit them (or stash them) and run again"
             )
+        # Whatever a driver that died left behind (processes, worktrees, cgroups) is ended
+        # before this one starts, resumed run or not: we hold the folder's lock now.
+        ended = end_strays(marker_prefix(domain_dir))
+        removed = ws.remove_all_worktrees()
+        remove_stale_cgroups(marker_prefix(domain_dir))
+        if ended or removed:
+            messages.append(
+                f"ended {ended} stray process(es) and removed {len(removed)} worktree(s) "
+                "left by a driver that stopped"
+            )
+        where = ws.checked_out_at()
+        if where is not None:
+            raise SessionError(
+                f"branch {ws.branch} is checked out at {where}; the loop moves it as it keeps "
+                "candidates. Check out another branch there first"
+            )
         if resume:
             row = ledger.tag(tag)
             assert row is not None
             base = row["base_commit"]
-            ended = end_strays(marker_prefix(domain_dir))
-            removed = ws.remove_all_worktrees()
             lost = ledger.interrupt_running(tag, "the driver stopped during this experiment")
-            if ended or removed or lost:
-                messages.append(
-                    f"resume: ended {ended} stray process(es), removed {len(removed)} worktree(s), "
-                    f"marked {len(lost)} experiment(s) interrupted"
-                )
+            if lost:
+                messages.append(f"resume: marked {len(lost)} experiment(s) interrupted")
             _reconcile_branch(ws, ledger, tag, base, messages)
             ledger.set_tag_state(tag, "running")
         else:
@@ -187,7 +199,6 @@ def open_session(
                     f"or delete it (git branch -D {ws.branch})"
                 )
             base = ws.head_commit()
-            ws.remove_all_worktrees()
             ws.create_branch(base)
             ledger.create_tag(
                 tag,
@@ -202,7 +213,12 @@ def open_session(
         # The resolved config, preset and package versions, saved with every run.
         row = ledger.tag(tag)
         assert row is not None
+        # One file per session: a resume may run with another preset or overrides.
         saved = state_dir / "runs" / tag / "config.json"
+        n = 1
+        while saved.exists():
+            n += 1
+            saved = saved.with_name(f"config-{n}.json")
         saved.parent.mkdir(parents=True, exist_ok=True)
         saved.write_text(
             json.dumps(
@@ -231,6 +247,14 @@ def _reconcile_branch(
     want = keeps[-1].commit if keeps else base
     assert want is not None
     have = ws.branch_commit()
+    known = {base, *(r.commit for r in keeps)}
+    if have is not None and have not in known:
+        # Someone committed to the research branch: never throw their work away.
+        raise SessionError(
+            f"branch {ws.branch} points at {have[:7]}, a commit this run never kept (was it "
+            "committed to by hand?). Move that work to another branch and reset "
+            f"{ws.branch} to {want[:7]}, or start a new run with another --tag"
+        )
     if have is None:
         ws.create_branch(want)
         messages.append(f"resume: branch {ws.branch} was missing; recreated at {want[:7]}")

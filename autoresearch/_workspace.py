@@ -18,6 +18,7 @@ from functools import cache
 from pathlib import Path
 
 from ._config import CONFIG_NAME
+from ._proc import GIT_LOCATION_VARS
 from ._types import Edit
 
 STATE_DIRNAME = ".autoresearch"
@@ -67,20 +68,44 @@ def glob_match(path: str, patterns: Iterable[str]) -> bool:
     return any(_glob_regex(p.removeprefix("./")).match(path) for p in patterns)
 
 
-def git(*args: str, cwd: Path, check: bool = True, env: dict[str, str] | None = None) -> str:
-    res = subprocess.run(
-        ["git", *args], cwd=cwd, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL
+# Candidate commits run no user hooks and need no signing key (nobody is at the terminal).
+_COMMIT_OPTS = ("-c", "core.hooksPath=/dev/null", "-c", "commit.gpgsign=false")
+
+
+def clean_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    out = dict(os.environ if env is None else env)
+    for name in GIT_LOCATION_VARS:
+        out.pop(name, None)
+    return out
+
+
+def _run_git(
+    args: list[str], cwd: Path, env: dict[str, str] | None = None, data: bytes | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    # Its own process group: a Ctrl-C in the terminal reaches the driver (which then ends the
+    # experiment in order), not a git command halfway through writing a worktree.
+    return subprocess.run(
+        ["git", *args],
+        cwd=cwd,
+        capture_output=True,
+        env=clean_env(env),
+        process_group=0,
+        input=data,
+        stdin=None if data is not None else subprocess.DEVNULL,
     )
+
+
+def git(*args: str, cwd: Path, check: bool = True, env: dict[str, str] | None = None) -> str:
+    res = _run_git(list(args), cwd, env)
     if check and res.returncode != 0:
-        raise WorkspaceError(f"git {' '.join(args)} failed in {cwd}: {res.stderr.strip()}")
-    return res.stdout
+        stderr = res.stderr.decode(errors="replace").strip()
+        raise WorkspaceError(f"git {' '.join(args)} failed in {cwd}: {stderr}")
+    return res.stdout.decode(errors="replace")
 
 
 def find_repo_root(path: Path) -> Path | None:
-    res = subprocess.run(
-        ["git", "rev-parse", "--show-toplevel"], cwd=path, capture_output=True, text=True
-    )
-    return Path(res.stdout.strip()).resolve() if res.returncode == 0 else None
+    res = _run_git(["rev-parse", "--show-toplevel"], path)
+    return Path(res.stdout.decode().strip()).resolve() if res.returncode == 0 else None
 
 
 def init_repo(domain_dir: Path) -> None:
@@ -94,6 +119,7 @@ def init_repo(domain_dir: Path) -> None:
         f.write(f"/{STATE_DIRNAME}/\n/{RESULTS_NAME}\n__pycache__/\n")
     git("add", "--", ".", cwd=domain_dir)
     git(
+        *_COMMIT_OPTS,
         "commit",
         "-q",
         "--no-verify",
@@ -105,10 +131,10 @@ def init_repo(domain_dir: Path) -> None:
 
 
 def _identity_env(cwd: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    name = subprocess.run(["git", "config", "user.name"], cwd=cwd, capture_output=True, text=True)
-    mail = subprocess.run(["git", "config", "user.email"], cwd=cwd, capture_output=True, text=True)
-    if not name.stdout.strip() or not mail.stdout.strip():
+    env = clean_env()
+    name = git("config", "user.name", cwd=cwd, check=False).strip()
+    mail = git("config", "user.email", cwd=cwd, check=False).strip()
+    if not name or not mail:
         env.update(_FALLBACK_IDENTITY)
     return env
 
@@ -174,27 +200,20 @@ class Workspace:
                 f.write("".join(f"{m}\n" for m in missing))
 
     def dirty_files(self) -> list[str]:
-        """Editable or fixed files (relative to the domain) that differ from HEAD, or are not
-        tracked at all (untracked or ignored): the worktrees would not hold them as they are."""
+        """Editable or fixed files (relative to the domain) that differ from HEAD or are
+        untracked: the worktrees would not hold them as they are. Git-ignored files and the
+        engine's own files do not count."""
         out = git(
             "status", "--porcelain", "-z", "--untracked-files=all", "--", ".", cwd=self.domain_dir
         )
+        engine = {RESULTS_NAME, f".{RESULTS_NAME}.tmp"}
         dirty = set()
         for entry in out.split("\0"):
             if len(entry) >= 4:
-                dirty.add(self._domain_rel(entry[3:]))
-        tracked = {
-            self._domain_rel(p)
-            for p in git("ls-files", "-z", "--full-name", "--", ".", cwd=self.domain_dir).split(
-                "\0"
-            )
-            if p
-        }
-        patterns = (*self.editable, *self.fixed)
-        for rel in self.snapshot(self.domain_dir, hashes=False):
-            if rel not in tracked:
-                dirty.add(rel)
-        return sorted(d for d in dirty if glob_match(d, patterns))
+                rel = self._domain_rel(entry[3:])
+                if rel not in engine and not rel.startswith(STATE_DIRNAME + "/"):
+                    dirty.add(rel)
+        return sorted(d for d in dirty if glob_match(d, (*self.editable, *self.fixed)))
 
     def _domain_rel(self, repo_path: str) -> str:
         prefix = self.rel + "/" if self.rel else ""
@@ -223,9 +242,33 @@ class Workspace:
         self._branch_sha = commit
 
     def move_branch(self, new: str, old: str) -> None:
-        """Compare-and-swap: the branch moves only if it still points at ``old``."""
+        """Compare-and-swap: the branch moves only if it still points at ``old``, and never
+        under a checkout of it (that would leave the user's worktree looking modified)."""
+        where = self.checked_out_at()
+        if where is not None:
+            raise WorkspaceError(
+                f"branch {self.branch} is checked out at {where}; check out another branch "
+                f"there, then continue with `autoresearch run {self.domain_dir} --resume`"
+            )
         git("update-ref", f"refs/heads/{self.branch}", new, old, cwd=self.repo_root)
         self._branch_sha = new
+
+    def checked_out_at(self) -> str | None:
+        """The worktree (the user's or another) that has the research branch checked out."""
+        listing = git("worktree", "list", "--porcelain", cwd=self.repo_root)
+        path = None
+        for line in listing.splitlines():
+            if line.startswith("worktree "):
+                path = line.removeprefix("worktree ")
+            elif line == f"branch refs/heads/{self.branch}":
+                return path
+        return None
+
+    def reset_worktree(self, worktree: Path) -> None:
+        """Back to its commit, with every file a run left removed (caches, outputs): each run
+        of a candidate starts from the same files."""
+        git("reset", "-q", "--hard", cwd=worktree)
+        git("clean", "-q", "-ffdx", cwd=worktree)
 
     def candidate_ref(self, experiment_id: int) -> str:
         return f"refs/autoresearch/{self.tag}/{experiment_id}"
@@ -308,15 +351,23 @@ class Workspace:
         changed = [rel for rel, text in planned.items() if text != _read_or_none(base / rel)]
         if not changed:
             raise ScopeError("the candidate changes nothing")
-        created = [rel for rel in changed if not (base / rel).exists()]
         for rel in changed:
-            target = base / rel
-            text = planned[rel]
-            if text is None:
-                target.unlink()
-            else:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_text(text, encoding="utf-8")
+            try:
+                (planned[rel] or "").encode("utf-8")
+            except UnicodeEncodeError as e:
+                raise ScopeError(f"{rel!r}: content is not valid text ({e})") from None
+        created = [rel for rel in changed if not (base / rel).exists()]
+        # The worktree is thrown away if a write fails, so a half-applied candidate never runs.
+        for rel in changed:
+            target, text = base / rel, planned[rel]
+            try:
+                if text is None:
+                    target.unlink()
+                else:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_text(text, encoding="utf-8")
+            except OSError as e:
+                raise ScopeError(f"{rel!r}: cannot write ({e})") from None
         return sorted(changed), sorted(created)
 
     def commit(
@@ -333,7 +384,18 @@ class Workspace:
         if created:
             git("add", "--", *created, cwd=worktree)
         # A pathspec commit takes exactly these paths (modified, deleted or just added).
-        git("commit", "-q", "--no-verify", "-m", message, "--", *paths, cwd=worktree, env=self._env)
+        git(
+            *_COMMIT_OPTS,
+            "commit",
+            "-q",
+            "--no-verify",
+            "-m",
+            message,
+            "--",
+            *paths,
+            cwd=worktree,
+            env=self._env,
+        )
         sha = _worktree_head(worktree) or git("rev-parse", "HEAD", cwd=worktree).strip()
         git("update-ref", self.candidate_ref(experiment_id), sha, cwd=self.repo_root)
         return sha
@@ -354,13 +416,8 @@ class Workspace:
         out: dict[str, str] = {}
         if paths:
             # One `git cat-file --batch` for all blobs: "<sha> blob <size>\n<data>\n" each.
-            batch = subprocess.run(
-                ["git", "cat-file", "--batch"],
-                cwd=self.repo_root,
-                capture_output=True,
-                input="".join(f"{commit}:{p}\n" for p in paths).encode(),
-                check=True,
-            ).stdout
+            query = "".join(f"{commit}:{p}\n" for p in paths).encode()
+            batch = _run_git(["cat-file", "--batch"], self.repo_root, data=query).stdout
             pos = 0
             for p in paths:
                 header_end = batch.index(b"\n", pos)
@@ -401,7 +458,7 @@ def _read_or_none(path: Path) -> str | None:
         return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return None
-    except (IsADirectoryError, UnicodeDecodeError) as e:
+    except (OSError, UnicodeDecodeError) as e:  # a directory, a path through a file, ...
         raise ScopeError(f"{path.name}: cannot edit ({e})") from None
 
 

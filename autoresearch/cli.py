@@ -23,7 +23,7 @@ from ._loop import Loop
 from ._report import diff_text, status_data
 from ._session import SessionError
 from ._types import BaselineFailed, Event, Status
-from ._workspace import WorkspaceError
+from ._workspace import WorkspaceError, find_repo_root
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUSY, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -316,7 +316,14 @@ def init(
         )
     except ConfigError as e:
         raise _fail(str(e), EXIT_USAGE) from None
-    console.print(f"wrote {path}; try: autoresearch baseline {target}")
+    console.print(f"wrote {path}")
+    if find_repo_root(target) is not None:
+        # The loop refuses uncommitted harness files: worktrees would not hold them.
+        console.print(
+            f"commit it first: git -C {target} add autoresearch.toml && "
+            f"git -C {target} commit -m 'autoresearch config'"
+        )
+    console.print(f"then: autoresearch baseline {target}")
 
 
 def main() -> None:
