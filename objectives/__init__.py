@@ -1,0 +1,1 @@
+"""Reusable Objective subclasses, one module per field (ml, rl, prompts, trading, perf)."""
