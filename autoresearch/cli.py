@@ -7,8 +7,10 @@ uncommitted changes); 130 interrupted (Ctrl-C / SIGTERM).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -51,6 +53,19 @@ _STATUS_STYLE = {
 def _fail(message: str, code: int) -> typer.Exit:
     err.print(f"[red]error:[/red] {message}")
     return typer.Exit(code)
+
+
+@contextlib.contextmanager
+def _user_errors() -> Iterator[None]:
+    """Errors a user can meet, as a message and an exit code (see the module docstring)."""
+    try:
+        yield
+    except ConfigError as e:
+        raise _fail(str(e), EXIT_USAGE) from None
+    except (SessionError, WorkspaceError) as e:
+        raise _fail(str(e), EXIT_BUSY) from None
+    except BaselineFailed as e:
+        raise _fail(str(e), EXIT_FAILED) from None
 
 
 def _fmt(value: float | None) -> str:
@@ -133,7 +148,7 @@ def run(
     ] = None,
 ) -> None:
     """Run the research loop on TARGET until a budget ends or Ctrl-C."""
-    try:
+    with _user_errors():
         domain, note = resolve_domain(target, workdir)
         if note:
             console.print(f"[cyan]·[/cyan] {note}")
@@ -162,12 +177,6 @@ def run(
             f"acceptance {loop.acceptance.name}, budget {loop.config.time_budget_s:g} s/experiment"
         )
         summary = loop.run(max_experiments=max_experiments, max_hours=max_hours)
-    except ConfigError as e:
-        raise _fail(str(e), EXIT_USAGE) from None
-    except (SessionError, WorkspaceError) as e:
-        raise _fail(str(e), EXIT_BUSY) from None
-    except BaselineFailed as e:
-        raise _fail(str(e), EXIT_FAILED) from None
     counts = ", ".join(f"{n} {s}" for s, n in summary.counts.items() if n)
     console.print(
         f"[bold]{summary.tag}[/bold]: {summary.experiments} experiments ({counts}); "
@@ -188,18 +197,12 @@ def baseline(
     tag: Annotated[str | None, typer.Option(help="Tag to record it under.")] = None,
 ) -> None:
     """Run the unmodified target once and print its metric."""
-    try:
+    with _user_errors():
         domain, note = resolve_domain(target)
         if note:
             console.print(f"[cyan]·[/cyan] {note}")
         loop = Loop.from_dir(domain, preset=preset, tag=tag)
         record = loop.baseline()
-    except ConfigError as e:
-        raise _fail(str(e), EXIT_USAGE) from None
-    except (SessionError, WorkspaceError) as e:
-        raise _fail(str(e), EXIT_BUSY) from None
-    except BaselineFailed as e:
-        raise _fail(str(e), EXIT_FAILED) from None
     if record.status is Status.INTERRUPTED:
         raise typer.Exit(EXIT_INTERRUPTED)
     metric = loop.config.objective.metric or "value"
