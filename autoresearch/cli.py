@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from ._config import ConfigError
@@ -76,10 +77,32 @@ class _Printer:
     """One line per experiment (id, status, metric, best so far, elapsed), with a progress
     bar when the run has an experiment budget."""
 
-    def __init__(self, metric: str, total: int | None) -> None:
+    def __init__(self, metric: str, total: int | None, max_hours: float | None = None) -> None:
         self.metric = metric
         self.total = total
         self.done = 0
+        # A bar only on a terminal (rich draws nothing otherwise): by experiments, else by time.
+        self.bar: Progress | None = None
+        if total or max_hours:
+            self.bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TextColumn("{task.percentage:>3.0f}%"),
+                TimeElapsedColumn(),
+                console=console,
+                transient=True,
+            )
+            unit = "experiments" if total else "time budget"
+            self._task = self.bar.add_task(unit, total=total or (max_hours or 0) * 3600)
+
+    def __enter__(self) -> _Printer:
+        if self.bar is not None:
+            self.bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
 
     def __call__(self, event: Event) -> None:
         if event.kind != "experiment" or event.record is None:
@@ -87,6 +110,8 @@ class _Printer:
             return
         r = event.record
         self.done += 1
+        if self.bar is not None:
+            self.bar.update(self._task, completed=self.done if self.total else event.elapsed_s)
         style = _STATUS_STYLE.get(r.status.value, "")
         minutes, seconds = divmod(int(event.elapsed_s), 60)
         progress = f"[{self.done}/{self.total}] " if self.total else ""
@@ -152,7 +177,7 @@ def run(
         domain, note = resolve_domain(target, workdir)
         if note:
             console.print(f"[cyan]·[/cyan] {note}")
-        printer = _Printer("value", max_experiments)
+        printer = _Printer("value", max_experiments, max_hours)
         loop = Loop.from_dir(
             domain,
             preset=preset,
@@ -176,7 +201,8 @@ def run(
             f"({loop.config.objective.direction}), preset {loop.preset or '-'}, "
             f"acceptance {loop.acceptance.name}, budget {loop.config.time_budget_s:g} s/experiment"
         )
-        summary = loop.run(max_experiments=max_experiments, max_hours=max_hours)
+        with printer:
+            summary = loop.run(max_experiments=max_experiments, max_hours=max_hours)
     counts = ", ".join(f"{n} {s}" for s, n in summary.counts.items() if n)
     console.print(
         f"[bold]{summary.tag}[/bold]: {summary.experiments} experiments ({counts}); "
