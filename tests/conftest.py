@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from autoresearch import ExperimentRecord
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -42,6 +45,30 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.get_closest_marker("gpu") and not has_cuda:
             item.add_marker(skip_gpu)
+
+
+def git(cwd: Path, *args: str) -> str:
+    """Run git in a test repository (with an identity, whatever the machine's config)."""
+    cmd = ["git", "-c", "user.name=test", "-c", "user.email=test@localhost", *args]
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=True).stdout
+
+
+def commit_all(cwd: Path, msg: str) -> None:
+    git(cwd, "add", "-A")
+    git(cwd, "commit", "-qm", msg)
+
+
+def ledger_records(domain: Path, tag: str | None = None) -> list[ExperimentRecord]:
+    """The ledger's records of ``tag`` (default: the latest run) in a domain folder."""
+    from autoresearch._ledger import Ledger
+
+    led = Ledger(domain / ".autoresearch" / "ledger.sqlite")
+    try:
+        tag = tag or led.latest_tag()
+        assert tag is not None, "no run recorded"
+        return led.records(tag)
+    finally:
+        led.close()
 
 
 def pids_alive(marker: str) -> list[int]:

@@ -13,31 +13,12 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import pids_alive
+from conftest import commit_all, git, ledger_records, pids_alive
 
 from autoresearch import Candidate, Edit, LocalSandbox, Loop, MetricObjective, RunSpec, Status
 from autoresearch._ledger import Ledger
 from autoresearch._session import SessionError
 from autoresearch.testing import ScriptedProposer, make_toy_domain
-
-
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=cwd, capture_output=True, text=True, check=True
-    ).stdout
-
-
-def commit_all(cwd: Path, msg: str) -> None:
-    git(cwd, "add", "-A")
-    git(cwd, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", msg)
-
-
-def records(domain: Path, tag: str) -> list:
-    led = Ledger(domain / ".autoresearch" / "ledger.sqlite")
-    try:
-        return led.records(tag)
-    finally:
-        led.close()
 
 
 def x_to(value: float) -> Candidate:
@@ -53,7 +34,7 @@ def test_unwritable_or_unencodable_edits_are_invalid(toy: Path) -> None:
         tag="w",
         editable=["**/*.py"],
     ).run()
-    recs = records(toy, "w")
+    recs = ledger_records(toy, "w")
     assert [r.status for r in recs] == [Status.KEEP, Status.INVALID, Status.INVALID, Status.KEEP]
     assert "cannot edit" in recs[1].reason and "not valid text" in recs[2].reason
 
@@ -70,7 +51,7 @@ def test_objective_and_gate_errors_do_not_kill_the_loop(toy: Path) -> None:
 
     prop = ScriptedProposer([x_to(-1.0), x_to(3.0)])
     Loop.from_dir(toy, proposer=prop, tag="o", objective=Buggy("score")).run()
-    recs = records(toy, "o")
+    recs = ledger_records(toy, "o")
     assert recs[1].status is Status.CRASH and "objective error: KeyError" in recs[1].reason
     assert recs[2].status is Status.GATE_FAILED and "FileNotFoundError" in recs[2].reason
 
@@ -116,7 +97,7 @@ def test_git_variables_of_the_caller_never_reach_the_users_index(
     monkeypatch.delenv("GIT_INDEX_FILE")
     monkeypatch.delenv("GIT_DIR")
     assert git(toy, "status", "--porcelain") == ""
-    assert records(toy, "g")[-1].status is Status.KEEP
+    assert ledger_records(toy, "g")[-1].status is Status.KEEP
 
 
 def test_engine_files_and_ignored_files_do_not_block_a_run(tmp_path: Path) -> None:
@@ -157,7 +138,7 @@ def test_repeat_runs_start_from_clean_files(tmp_path: Path) -> None:
         editable=["*"],
         fixed=["run.py"],
     ).run()
-    recs = records(d, "r")
+    recs = ledger_records(d, "r")
     assert recs[1].status is Status.DISCARD and "a repeat run failed" in recs[1].reason
 
 

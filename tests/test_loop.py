@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import git, ledger_records
 
 from autoresearch import Candidate, Edit, Loop, Status
 from autoresearch._ledger import Ledger
 from autoresearch.testing import ScriptedProposer, make_toy_domain
-
-
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=cwd, capture_output=True, text=True, check=True
-    ).stdout
 
 
 def scripted(*cands: Candidate) -> ScriptedProposer:
@@ -27,16 +21,6 @@ def set_x(value: float, desc: str = "") -> Candidate:
     return Candidate(
         desc or f"X={value}", (Edit("params.py", search="X = 0.0", replace=f"X = {value}"),)
     )
-
-
-def records(domain: Path) -> list:
-    led = Ledger(domain / ".autoresearch" / "ledger.sqlite")
-    try:
-        tag = led.latest_tag()
-        assert tag
-        return led.records(tag)
-    finally:
-        led.close()
 
 
 def test_end_to_end_knob_search_keeps_improvements(toy: Path) -> None:
@@ -72,7 +56,7 @@ def test_end_to_end_knob_search_keeps_improvements(toy: Path) -> None:
     first = lines[1].split("\t")
     assert len(first[0]) == 7 and first[1] == "11.000000" and first[3] == "keep"
     # Each experiment folder has its log, diff and measurement.
-    recs = records(toy)
+    recs = ledger_records(toy)
     for r in recs[1:]:
         folder = toy / ".autoresearch" / "runs" / "t1" / str(r.id)
         assert (folder / "diff.patch").read_text().startswith("diff --git")
@@ -100,7 +84,7 @@ def test_scope_rules_make_invalid_and_apply_nothing(toy: Path) -> None:
     ]
     loop = Loop.from_dir(toy, proposer=scripted(*bad), tag="scope", editable=["*.py"])
     summary = loop.run()
-    recs = records(toy)
+    recs = ledger_records(toy)
     assert [r.status for r in recs[1:]] == [Status.INVALID] * len(bad)
     reasons = [r.reason for r in recs[1:]]
     assert "outside the editable files" in reasons[0]
@@ -119,7 +103,7 @@ def test_symlinked_editable_path_is_refused(toy: Path) -> None:
     git(toy, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "sub")
     cand = Candidate("through a symlink", (Edit("sub/evil.py", content="x"),))
     Loop.from_dir(toy, proposer=scripted(cand), tag="sym", editable=["**/*.py"]).run()
-    r = records(toy)[-1]
+    r = ledger_records(toy)[-1]
     assert r.status is Status.INVALID and "symlink" in r.reason
     assert not (toy.parent / "evil.py").exists()
 
@@ -130,7 +114,7 @@ def test_run_that_rewrites_a_fixed_file_is_invalid(toy: Path) -> None:
         (Edit("params.py", content="open('run.py', 'a').write('# tampered')\nX = 3.0\nY = 1.0\n"),),
     )
     Loop.from_dir(toy, proposer=scripted(sneaky), tag="tamper").run()
-    r = records(toy)[-1]
+    r = ledger_records(toy)[-1]
     assert r.status is Status.INVALID and "files changed during the run: run.py" in r.reason
     assert git(toy, "rev-parse", "autoresearch/tamper") == git(toy, "rev-parse", "HEAD")
 
@@ -151,7 +135,7 @@ def test_crash_and_missing_metric(tmp_path: Path) -> None:
     nometric = Candidate("no metric", (Edit("params.py", content="X = 'a'\nY = 0\n"),))
     good = set_x(3.0, "good")
     Loop.from_dir(d, proposer=scripted(crash, nometric, good), tag="c").run()
-    recs = records(d)
+    recs = ledger_records(d)
     assert [r.status for r in recs] == [Status.KEEP, Status.CRASH, Status.CRASH, Status.KEEP]
     assert "exit code 4" in recs[1].reason
     lines = (d / "results.tsv").read_text().splitlines()
@@ -178,7 +162,7 @@ def test_no_metric_line_is_a_crash_with_log_tail_for_the_proposer(tmp_path: Path
             return super().propose(context)
 
     Loop.from_dir(d, proposer=Spy([quiet, set_x(1.0)]), tag="q").run()
-    recs = records(d)
+    recs = ledger_records(d)
     assert recs[1].status is Status.CRASH and "no metric" in recs[1].reason
     assert seen[0] is None and seen[1] is not None and "hello from params" in seen[1]
 
@@ -189,7 +173,7 @@ def test_timeout_is_recorded(tmp_path: Path) -> None:
         "slow", (Edit("params.py", content="import time\ntime.sleep(60)\nX = 0\nY = 0\n"),)
     )
     Loop.from_dir(d, proposer=scripted(slow), tag="slow", time_budget_s=1, timeout_s=2).run()
-    r = records(d)[-1]
+    r = ledger_records(d)[-1]
     assert r.status is Status.TIMEOUT and "timeout" in r.reason
 
 
@@ -204,7 +188,7 @@ def test_identical_candidate_is_not_run_again(toy: Path) -> None:
         ),
     )
     Loop.from_dir(toy, proposer=scripted(worse, same), tag="dup").run()
-    recs = records(toy)
+    recs = ledger_records(toy)
     assert recs[1].status is Status.DISCARD
     assert recs[2].status is Status.DISCARD and "identical to experiment 2" in recs[2].reason
     assert recs[2].value == recs[1].value
@@ -249,7 +233,7 @@ def test_gate_failure_blocks_a_keep(toy: Path) -> None:
         toy, Loop.from_dir(toy).config, proposer=scripted(set_x(3.0)), objective=obj, tag="g"
     )
     loop.run()
-    r = records(toy)[-1]
+    r = ledger_records(toy)[-1]
     assert r.status is Status.GATE_FAILED and git(toy, "rev-parse", "autoresearch/g") == git(
         toy, "rev-parse", "HEAD"
     )
@@ -266,7 +250,7 @@ def test_proposer_exception_is_recorded_and_the_loop_goes_on(toy: Path) -> None:
             return super().propose(context)
 
     Loop.from_dir(toy, proposer=Flaky([set_x(3.0)]), tag="f").run()
-    recs = records(toy)
+    recs = ledger_records(toy)
     assert recs[1].status is Status.INVALID and "model said nonsense" in recs[1].reason
     assert recs[2].status is Status.KEEP
 
@@ -294,12 +278,15 @@ def test_spend_budget_stops_before_it_is_exceeded(toy: Path) -> None:
         for x in (-1.0, -2.0, -3.0, -4.0, -5.0)
     ]
     summary = Loop.from_dir(toy, proposer=scripted(*cands), tag="b", max_cost_usd=1.0).run()
-    recs = records(toy)
+    recs = ledger_records(toy)
     # 0.25 a proposal: a 4th still fits (1.00), a 5th would not.
     assert sum(r.cost_usd for r in recs) <= 1.0
     assert len(recs) == 1 + 4 and "max-cost-usd" in summary.stopped_because
     summary = Loop.from_dir(toy, proposer=scripted(*cands), tag="t", max_tokens=250).run()
-    assert sum(r.tokens for r in records(toy)) <= 250 and "max-tokens" in summary.stopped_because
+    assert (
+        sum(r.tokens for r in ledger_records(toy)) <= 250
+        and "max-tokens" in summary.stopped_because
+    )
 
 
 def test_failed_proposals_record_their_spend_and_budget_exhaustion_stops(toy: Path) -> None:
@@ -315,7 +302,7 @@ def test_failed_proposals_record_their_spend_and_budget_exhaustion_stops(toy: Pa
             raise BudgetExhausted("the next request could exceed --max-tokens 200", tokens=0)
 
     summary = Loop.from_dir(toy, proposer=Spender([]), tag="spend").run(max_experiments=10)
-    recs = records(toy)
+    recs = ledger_records(toy)
     assert recs[1].status is Status.INVALID and recs[1].tokens == 120
     assert recs[1].cost_usd == pytest.approx(0.01)
     assert "max-tokens 200" in summary.stopped_because and len(recs) == 3
@@ -363,7 +350,7 @@ def test_holdout_is_recorded_but_never_in_the_context(toy: Path) -> None:
         toy, proposer=Spy([set_x(-1.0), set_x(3.0)]), tag="h", objective=WithHoldout("score")
     )
     loop.run()
-    recs = records(toy)
+    recs = ledger_records(toy)
     assert all(r.holdout == {"secret_holdout": 987.654321} for r in recs)
     assert contexts and all("987.65" not in c and "secret_holdout" not in c for c in contexts)
     assert "aux" in contexts[-1]  # secondary figures are shown

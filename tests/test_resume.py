@@ -13,10 +13,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import pids_alive
+from conftest import ledger_records, pids_alive
 
 from autoresearch import Status
-from autoresearch._ledger import Ledger
 
 pytestmark = pytest.mark.slow
 
@@ -60,14 +59,6 @@ def _wait_for(pattern: str, timeout_s: float = 60) -> list[int]:
     raise AssertionError(f"no process matching {pattern!r} appeared")
 
 
-def _records(domain: Path, tag: str) -> list:
-    led = Ledger(domain / ".autoresearch" / "ledger.sqlite")
-    try:
-        return led.records(tag)
-    finally:
-        led.close()
-
-
 def test_resume_after_sigkill_of_the_driver(toy: Path) -> None:
     sleep_s = f"{200 + uuid.uuid4().int % 10**6 / 10**6:.6f}"
     script = _script(toy, sleep_s)
@@ -80,14 +71,14 @@ def test_resume_after_sigkill_of_the_driver(toy: Path) -> None:
         if driver.poll() is None:
             driver.kill()
     assert pids_alive(f"sleep {sleep_s}"), "the dead driver's experiment should still be running"
-    assert [r.status for r in _records(toy, "r")] == [Status.KEEP, Status.RUNNING]
+    assert [r.status for r in ledger_records(toy, "r")] == [Status.KEEP, Status.RUNNING]
 
     resumed = _start(toy, "--proposer", "scripted", "--script", str(script), "--resume")
     out, _ = resumed.communicate(timeout=120)
     assert resumed.returncode == 0, out
     assert "ended 1 stray process" in out or "ended" in out
     assert pids_alive(f"sleep {sleep_s}") == []
-    recs = _records(toy, "r")
+    recs = ledger_records(toy, "r")
     assert [(r.id, r.status) for r in recs] == [
         (1, Status.KEEP),
         (2, Status.INTERRUPTED),
@@ -113,14 +104,14 @@ def test_ctrl_c_records_interrupted_and_exits_130(toy: Path) -> None:
     assert driver.returncode == 130, out
     assert "--resume" in out
     assert pids_alive(f"sleep {sleep_s}") == []
-    recs = _records(toy, "c")
+    recs = ledger_records(toy, "c")
     assert [r.status for r in recs] == [Status.KEEP, Status.INTERRUPTED]
     assert list((toy / ".autoresearch" / "worktrees").iterdir()) == []
     # SIGTERM behaves the same, and the run can be resumed after either.
     resumed = _start(toy, "--proposer", "scripted", "--script", str(script), "--resume")
     out, _ = resumed.communicate(timeout=120)
     assert resumed.returncode == 0, out
-    assert [r.status for r in _records(toy, "c")][-1] is Status.KEEP
+    assert [r.status for r in ledger_records(toy, "c")][-1] is Status.KEEP
 
 
 def test_sigterm_is_handled_like_ctrl_c(toy: Path) -> None:
@@ -136,4 +127,4 @@ def test_sigterm_is_handled_like_ctrl_c(toy: Path) -> None:
             driver.kill()
     assert driver.returncode == 130, out
     assert pids_alive(f"sleep {sleep_s}") == []
-    assert [r.status for r in _records(toy, "s")] == [Status.KEEP, Status.INTERRUPTED]
+    assert [r.status for r in ledger_records(toy, "s")] == [Status.KEEP, Status.INTERRUPTED]
