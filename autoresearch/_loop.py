@@ -17,7 +17,13 @@ from ._config import ResearchConfig, load_config
 from ._context import build_context, run_summary
 from ._measure import OBJECTIVE_ERROR, Interrupted, Measurer, content_hash, memory_gb, summarize
 from ._objective import Objective, objective_for_domain
-from ._proposer import BudgetExhausted, Proposer, ProposerSettings, make_proposer
+from ._proposer import (
+    BudgetExhausted,
+    ProposalError,
+    Proposer,
+    ProposerSettings,
+    make_proposer,
+)
 from ._sandbox import LocalSandbox, Sandbox
 from ._session import LEDGER_NAME, Session, open_session
 from ._types import (
@@ -32,8 +38,14 @@ from ._types import (
 )
 from ._workspace import RESULTS_NAME, ScopeError
 
-# Consecutive proposer or objective errors after which the loop gives up.
+# Consecutive proposer or objective bugs (exceptions other than ProposalError) after which
+# the loop gives up.
 MAX_HARNESS_ERRORS = 5
+PROPOSER_BUG = "proposer error"
+# A ProposalError: the proposer could not propose this time; the next try waits longer.
+NO_PROPOSAL = "no proposal"
+PROPOSAL_BACKOFF_S = 2.0
+MAX_PROPOSAL_BACKOFF_S = 300.0
 _FAILURES = (Status.CRASH, Status.TIMEOUT, Status.OOM, Status.INVALID, Status.GATE_FAILED)
 # Options handed to the proposer (ProposerSettings.options).
 _PROPOSER_OPTIONS: tuple[str, ...] = ("script", "model", "base_url", "local_model")
@@ -78,6 +90,9 @@ class Loop:
         self.sandbox = sandbox or LocalSandbox()
         self.acceptance = acceptance or make_acceptance(config.acceptance)
         self.options = dict(options or {})
+        # The proposer's own hard limits, whichever way the loop was built.
+        self.options.setdefault("max_cost_usd", max_cost_usd)
+        self.options.setdefault("max_tokens", max_tokens)
         self.max_cost_usd = max_cost_usd
         self.max_tokens = max_tokens
         self.gpu_ids = gpu_ids
@@ -133,14 +148,15 @@ class Loop:
         done = 0
         try:
             with self._signals():
+                # Built first: a missing key or model fails now, not after a long baseline.
+                proposer = make_proposer(self._proposer_arg, self._proposer_settings())
                 if self._m.incumbent_values() == []:
                     self._baseline()
                     done += 1
                 for warning in self.sandbox.warnings:  # limits it could not enforce here
                     self.on_event(Event("message", message=f"sandbox: {warning}"))
-                proposer = make_proposer(self._proposer_arg, self._proposer_settings())
                 proposer.restore(session.ledger.records(session.tag))
-                errors = 0
+                errors = misses = 0
                 durations: list[float] = []
                 while True:
                     if self._interrupted.is_set():
@@ -172,13 +188,20 @@ class Loop:
                         break
                     durations.append(time.monotonic() - t0)
                     done += 1
-                    # Failures of the proposer or of the objective (not of candidates) in a row
-                    # mean something is broken that more experiments will not fix.
-                    harness_fault = record.reason.startswith(("proposer error", OBJECTIVE_ERROR))
+                    # Bugs of the proposer or of the objective (not failures of candidates) in a
+                    # row mean something is broken that more experiments will not fix.
+                    harness_fault = record.reason.startswith((PROPOSER_BUG, OBJECTIVE_ERROR))
                     errors = errors + 1 if harness_fault else 0
                     if errors >= MAX_HARNESS_ERRORS:
                         stopped = f"{errors} proposer/objective errors in a row: {record.reason}"
                         break
+                    # A proposer that could not propose (an endpoint down, answers that do not
+                    # parse) never ends the run; it waits longer after each miss in a row.
+                    misses = misses + 1 if record.reason.startswith(NO_PROPOSAL) else 0
+                    if misses:
+                        wait_s = min(MAX_PROPOSAL_BACKOFF_S, PROPOSAL_BACKOFF_S * 2 ** (misses - 1))
+                        if self._interrupted.wait(wait_s):
+                            raise Interrupted
                     if record.status is Status.INTERRUPTED:
                         raise Interrupted
         except (Interrupted, KeyboardInterrupt):
@@ -234,16 +257,18 @@ class Loop:
         except (KeyboardInterrupt, Interrupted):
             raise
         except Exception as e:  # a proposer failure never kills the loop
-            # What the failed attempt spent is recorded like any other proposal's spend.
-            candidate = Candidate(
-                f"proposer error: {type(e).__name__}",
-                tokens=getattr(e, "tokens", 0),
-                cost_usd=getattr(e, "cost_usd", 0.0),
-            )
-            record = self._record_invalid(proposer, candidate, parent, f"proposer error: {e}")
+            tokens, cost = getattr(e, "tokens", 0), getattr(e, "cost_usd", 0.0)
             if isinstance(e, BudgetExhausted):
+                if tokens or cost:  # a row only for what was really spent
+                    spent = Candidate("budget reached", tokens=tokens, cost_usd=cost)
+                    self._record_invalid(proposer, spent, parent, f"{NO_PROPOSAL}: {e}")
                 raise _BudgetStop(str(e)) from None
-            return record
+            # What the failed attempt spent is recorded like any other proposal's spend.
+            expected = isinstance(e, ProposalError)
+            prefix = NO_PROPOSAL if expected else PROPOSER_BUG
+            candidate = Candidate(f"{prefix}: {type(e).__name__}", tokens=tokens, cost_usd=cost)
+            detail = str(e) if expected else f"{type(e).__name__}: {e}"
+            return self._record_invalid(proposer, candidate, parent, f"{prefix}: {detail}")
         finally:
             self._in_proposer = False
         if candidate is None:
@@ -411,6 +436,8 @@ class Loop:
             self.acceptance,
             self.domain_dir,
             self.gpu_ids,
+            # The proposer's API key never reaches a run, whatever its variable is called.
+            deny_env=(self.config.proposer.llm.api_key_env, self.options.get("api_key_env")),
         )
         return self._session
 

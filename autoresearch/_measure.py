@@ -46,8 +46,11 @@ class Measurer:
         acceptance: Acceptance,
         domain_dir: Path,
         gpu_ids: str | None = None,
+        deny_env: tuple[str | None, ...] = (),
     ) -> None:
         self.session = session
+        # Variables removed from every run on top of the config's env_deny.
+        self.deny_env = tuple(name for name in deny_env if name)
         self.config = config
         self.objective = objective
         self.sandbox = sandbox
@@ -113,8 +116,7 @@ class Measurer:
             network=self.config.network,
             env=self.config.env,
             env_allow=tuple(self.config.env_allow),
-            # The proposer's API key never reaches a run, whatever its variable is called.
-            env_deny=(*self.config.env_deny, self.config.proposer.llm.api_key_env),
+            env_deny=(*self.config.env_deny, *self.deny_env),
             marker_prefix=marker_prefix(self.domain_dir),
             gpu_ids=self.gpu_ids,
         )

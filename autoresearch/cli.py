@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -52,7 +53,8 @@ _STATUS_STYLE = {
 
 
 def _fail(message: str, code: int) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}")
+    # Escaped: messages name config tables like [proposer.llm], which rich would eat as markup.
+    err.print(f"[red]error:[/red] {escape(message)}")
     return typer.Exit(code)
 
 
@@ -106,7 +108,7 @@ class _Printer:
 
     def __call__(self, event: Event) -> None:
         if event.kind != "experiment" or event.record is None:
-            console.print(f"[cyan]·[/cyan] {event.message}")
+            console.print(f"[cyan]·[/cyan] {escape(event.message)}")
             return
         r = event.record
         self.done += 1
@@ -115,11 +117,12 @@ class _Printer:
         style = _STATUS_STYLE.get(r.status.value, "")
         minutes, seconds = divmod(int(event.elapsed_s), 60)
         progress = f"[{self.done}/{self.total}] " if self.total else ""
-        reason = f" [dim]({r.reason})[/dim]" if r.status is not Status.KEEP and r.reason else ""
+        why = escape(r.reason)
+        reason = f" [dim]({why})[/dim]" if r.status is not Status.KEEP and r.reason else ""
         console.print(
             f"{progress}#{r.id:<4} [{style}]{r.status.value:<11}[/{style}] "
             f"{self.metric} {_fmt(r.value):<10} best {_fmt(event.best_value):<10} "
-            f"{minutes:02d}:{seconds:02d}  {r.description[:70]}{reason}"
+            f"{minutes:02d}:{seconds:02d}  {escape(r.description[:70])}{reason}"
         )
 
 

@@ -305,20 +305,48 @@ def test_failed_proposals_record_their_spend_and_budget_exhaustion_stops(toy: Pa
     recs = ledger_records(toy)
     assert recs[1].status is Status.INVALID and recs[1].tokens == 120
     assert recs[1].cost_usd == pytest.approx(0.01)
-    assert "max-tokens 200" in summary.stopped_because and len(recs) == 3
+    # The budget stop spent nothing, so it leaves no row of its own.
+    assert "max-tokens 200" in summary.stopped_because and len(recs) == 2
 
 
-def test_llm_key_variable_never_reaches_a_run(toy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_proposals_never_end_the_run_but_proposer_bugs_do(
+    toy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from autoresearch import _loop
+    from autoresearch._proposer import ProposalError
+
+    monkeypatch.setattr(_loop, "PROPOSAL_BACKOFF_S", 0.01)
+
+    class Unparseable(ScriptedProposer):
+        def propose(self, context):  # type: ignore[no-untyped-def]
+            raise ProposalError("the answer had no edit blocks")
+
+    summary = Loop.from_dir(toy, proposer=Unparseable([]), tag="u").run(max_experiments=9)
+    assert summary.counts["invalid"] == 8 and "max-experiments" in summary.stopped_because
+
+    class Buggy(ScriptedProposer):
+        def propose(self, context):  # type: ignore[no-untyped-def]
+            raise TypeError("bad code in the proposer")
+
+    summary = Loop.from_dir(toy, proposer=Buggy([]), tag="b").run(max_experiments=20)
+    assert summary.counts["invalid"] == 5 and "in a row" in summary.stopped_because
+
+
+@pytest.mark.parametrize("via", ["config", "option"])
+def test_llm_key_variable_never_reaches_a_run(
+    toy: Path, monkeypatch: pytest.MonkeyPatch, via: str
+) -> None:
     monkeypatch.setenv("MY_LLM_CRED", "s3cr3t")
     cfg = toy / "autoresearch.toml"
     cfg.write_text(
         cfg.read_text().replace(
             'command = "python run.py"', 'command = "env > env.txt; python run.py"'
         )
-        + '\n[proposer.llm]\napi_key_env = "MY_LLM_CRED"\n'
+        + ('\n[proposer.llm]\napi_key_env = "MY_LLM_CRED"\n' if via == "config" else "")
     )
     git(toy, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "env dump")
-    loop = Loop.from_dir(toy, proposer=scripted(set_x(3.0)), tag="env")
+    option = {"api_key_env": "MY_LLM_CRED"} if via == "option" else {}
+    loop = Loop.from_dir(toy, proposer=scripted(set_x(3.0)), tag="env", **option)
     seen = []
     real = loop.objective.measure
 
