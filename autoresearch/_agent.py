@@ -18,9 +18,11 @@ import shlex
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import IO
 
 from ._config import AgentConfig, ConfigError
 from ._proc import MARKER_VAR, CappedLog, kill_tree, new_marker, pids_with_marker, scrub_env
@@ -35,6 +37,17 @@ KILL_GRACE_S = 5.0
 AGENT_LOG_LIMIT_BYTES = 2 * 1024 * 1024
 LOG_TAIL_CHARS = 1500
 LOG_DRAIN_S = 5.0
+# Linux refuses one argv string over 128 KiB (MAX_ARG_STRLEN); stay well under it.
+MAX_ARG_PROMPT_BYTES = 100_000
+# The scratch copy is a git repository (some agents refuse to run elsewhere); its .git is
+# never part of the edit.
+SCRATCH_GIT_IGNORE = ".git/*"
+_GIT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "autoresearch",
+    "GIT_AUTHOR_EMAIL": "autoresearch@localhost",
+    "GIT_COMMITTER_NAME": "autoresearch",
+    "GIT_COMMITTER_EMAIL": "autoresearch@localhost",
+}
 
 AGENT_INSTRUCTIONS = f"""\
 # Your task
@@ -77,7 +90,7 @@ class AgentCLIProposer(Proposer):
             prompt_file.write_text(prompt, encoding="utf-8")
             log_path = self.log_dir / f"agent-{context.experiment_id}.log"
             self._run(work, prompt, prompt_file, log_path)
-            after = _snapshot(work, self.config.ignore)
+            after = _snapshot(work, self._ignore)
             edits = _diff(before, after)
             if not edits:
                 raise ProposalError(
@@ -105,17 +118,29 @@ class AgentCLIProposer(Proposer):
             dst = work / rel
             dst.parent.mkdir(parents=True, exist_ok=True)
             dst.write_text(text, encoding="utf-8")
-        return _snapshot(work, self.config.ignore)
+        _git_init(work)
+        return _snapshot(work, self._ignore)
+
+    @property
+    def _ignore(self) -> list[str]:
+        return [*self.config.ignore, SCRATCH_GIT_IGNORE]
 
     def _run(self, work: Path, prompt: str, prompt_file: Path, log_path: Path) -> None:
         words = shlex.split(self.config.command or "")
         argv = [w.replace(PROMPT_PLACEHOLDER, str(prompt_file)) for w in words]
         if self.config.prompt_via == "arg" and not any(PROMPT_PLACEHOLDER in w for w in words):
+            if len(prompt.encode("utf-8")) > MAX_ARG_PROMPT_BYTES:
+                raise ProposalError(
+                    f"the prompt ({len(prompt.encode('utf-8'))} bytes) is too long to pass as a "
+                    f'command-line argument; set [proposer.agent] prompt_via = "stdin", or put '
+                    f"{PROMPT_PLACEHOLDER} in the command to pass a file name"
+                )
             argv.append(prompt)
         marker = new_marker("autoresearch-agent")
         env = scrub_env(dict(os.environ), allow=self.config.env_allow)
         env[MARKER_VAR] = marker
         log_path.parent.mkdir(parents=True, exist_ok=True)
+        started = time.monotonic()
         try:
             proc = subprocess.Popen(
                 argv,
@@ -130,33 +155,62 @@ class AgentCLIProposer(Proposer):
             raise ProposalError(f"the agent command {argv[0]!r} could not start: {e}") from None
         assert proc.stdout is not None
         pump = CappedLog(proc.stdout, log_path, AGENT_LOG_LIMIT_BYTES)
-        if proc.stdin is not None:
-            try:
-                proc.stdin.write(prompt.encode("utf-8"))
-                proc.stdin.close()
-            except BrokenPipeError:
-                pass
-        started = time.monotonic()
+        code: int | None = None
         try:
-            code = proc.wait(timeout=self.config.timeout_s)
-        except subprocess.TimeoutExpired:
-            code = None
-        # Whatever the outcome, nothing the agent started may outlive the proposal.
-        kill_tree(lambda: pids_with_marker(marker), proc.pid, KILL_GRACE_S)
-        proc.wait()
-        pump.join(LOG_DRAIN_S)
+            if proc.stdin is not None:
+                # From a thread: a prompt larger than the pipe buffer blocks the write until
+                # the agent reads it, and the time limit must hold meanwhile.
+                threading.Thread(
+                    target=_feed, args=(proc.stdin, prompt.encode("utf-8")), daemon=True
+                ).start()
+            try:
+                code = proc.wait(timeout=max(0.0, self.config.timeout_s - _since(started)))
+            except subprocess.TimeoutExpired:
+                code = None
+        finally:
+            # Whatever the outcome (Ctrl-C and SIGTERM included), nothing the agent started
+            # may outlive the proposal or write into the scratch folder once it is deleted.
+            kill_tree(lambda: pids_with_marker(marker), proc.pid, KILL_GRACE_S)
+            proc.wait()
+            pump.join(LOG_DRAIN_S)
         if code is None:
             raise ProposalError(
                 f"the agent command did not finish within {self.config.timeout_s:.0f} s "
                 f"([proposer.agent] timeout_s) and was stopped after "
-                f"{time.monotonic() - started:.0f} s; its log ({log_path}) ends with:\n"
-                + _tail(log_path)
+                f"{_since(started):.0f} s; its log ({log_path}) ends with:\n" + _tail(log_path)
             )
         if code != 0:
             raise ProposalError(
                 f"the agent command exited with code {code}; its log ({log_path}) ends with:\n"
                 + _tail(log_path)
             )
+
+
+def _since(started: float) -> float:
+    return time.monotonic() - started
+
+
+def _feed(stdin: IO[bytes], data: bytes) -> None:
+    try:
+        stdin.write(data)
+        stdin.close()
+    except (BrokenPipeError, ValueError, OSError):
+        pass
+
+
+def _git_init(work: Path) -> None:
+    """Make the scratch copy a one-commit git repository; best effort (no git, no repo)."""
+    # No GIT_DIR or GIT_WORK_TREE from the driver's environment: they would point git elsewhere.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")} | _GIT_IDENTITY
+    for argv in (
+        ["git", "init", "-q"],
+        ["git", "add", "-A"],
+        ["git", "commit", "-q", "--no-verify", "--no-gpg-sign", "-m", "autoresearch: base"],
+    ):
+        try:
+            subprocess.run(argv, cwd=work, env=env, capture_output=True, check=True)
+        except (OSError, subprocess.CalledProcessError):
+            return
 
 
 def _tracked_files(domain_dir: Path) -> list[str]:

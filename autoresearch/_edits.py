@@ -24,6 +24,8 @@ REPLACE_MARK = ">>>>>>> REPLACE"
 WHOLE_MARK = "<<<<<<< WHOLE"
 WHOLE_END_MARK = ">>>>>>> WHOLE"
 DELETE_PREFIX = "DELETE:"
+# Exactly `DELETE: <path>` (the path may be in backticks); prose like "Delete: the helper" is not.
+_DELETE = re.compile(r"^DELETE:\s*`?([^\s`]+)`?$")
 # Lines a model puts around a file name: markdown bullets, headings, backticks, "File:".
 _PATH_DECOR = re.compile(r"^(?:[#*>\-\s]*)(?:file(?:name)?\s*:\s*)?", re.IGNORECASE)
 _FIELD = re.compile(r"^\s*[#*]*\s*(description|hypothesis)\s*\**\s*:\s*\**\s*(.*)$", re.IGNORECASE)
@@ -49,6 +51,9 @@ class Block:
     kind: str
     search: str = ""
     replace: str = ""
+    # Other (search, replace) splits when the block held several '=======' lines; the one
+    # whose SEARCH part matches the file is used.
+    splits: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -119,6 +124,7 @@ def _parse_text(text: str) -> ParsedAnswer:
     description = ""
     hypothesis = ""
     last_text_line = ""
+    number = 0  # counts every block, broken ones too, so messages name the right one
     i = 0
     while i < len(lines):
         line = lines[i]
@@ -131,12 +137,14 @@ def _parse_text(text: str) -> ParsedAnswer:
                 hypothesis = field.group(2).strip()
             i += 1
             continue
-        if mark.upper().startswith(DELETE_PREFIX):
-            blocks.append(Block(len(blocks) + 1, _clean_path(mark[len(DELETE_PREFIX) :]), "delete"))
+        delete = _DELETE.match(mark)
+        if delete:
+            number += 1
+            blocks.append(Block(number, _clean_path(delete.group(1)), "delete"))
             i += 1
             continue
         if mark in (SEARCH_MARK, WHOLE_MARK):
-            number = len(blocks) + 1
+            number += 1
             path = _clean_path(last_text_line)
             whole = mark == WHOLE_MARK
             end = WHOLE_END_MARK if whole else REPLACE_MARK
@@ -154,14 +162,17 @@ def _parse_text(text: str) -> ParsedAnswer:
                 blocks.append(Block(number, path, "whole", replace=_join(body)))
                 continue
             dividers = [k for k, b in enumerate(body) if b.strip() == DIVIDER_MARK]
-            if len(dividers) != 1:
+            if not dividers:
                 problems.append(
-                    f"block {number} ({path}): needs exactly one '{DIVIDER_MARK}' line between "
-                    f"SEARCH and REPLACE, found {len(dividers)}"
+                    f"block {number} ({path}): needs exactly one '{DIVIDER_MARK}' line "
+                    "between SEARCH and REPLACE, found none"
                 )
                 continue
-            k = dividers[0]
-            blocks.append(Block(number, path, "search", _join(body[:k]), _join(body[k + 1 :])))
+            splits = tuple((_join(body[:k]), _join(body[k + 1 :])) for k in dividers)
+            search, replace = splits[0]
+            blocks.append(
+                Block(number, path, "search", search, replace, splits if len(splits) > 1 else ())
+            )
             continue
         if mark and not mark.startswith("```"):
             last_text_line = mark
@@ -232,6 +243,12 @@ def apply_blocks(
                 )
             else:
                 state[block.path] = block.replace
+        elif block.splits:
+            result = _replace_split(current, block.splits)
+            if isinstance(result, str):
+                state[block.path] = result
+            else:
+                problems.append(f"{where}: {result[0]}")
         else:
             try:
                 state[block.path] = replace_once(current, block.search, block.replace)
@@ -248,6 +265,21 @@ def apply_blocks(
     if not edits:
         raise EditFormatError(["the edits leave every file unchanged"])
     return tuple(edits)
+
+
+def _replace_split(current: str | None, splits: Sequence[tuple[str, str]]) -> str | list[str]:
+    """A block with several '=======' lines: use the split whose SEARCH part matches the file,
+    the longest such (a divider line inside it is then file content). Else the problems."""
+    for search, replace in sorted(splits, key=lambda sr: len(sr[0]), reverse=True):
+        try:
+            return replace_once(current, search, replace)
+        except EditFormatError:
+            continue
+    return [
+        f"the block has {len(splits)} '{DIVIDER_MARK}' lines and no split of it into SEARCH "
+        "and REPLACE matches the file; when the content itself holds such a line, replace "
+        "the file with a WHOLE block"
+    ]
 
 
 def _check_path(path: str, files: Mapping[str, str], globs: Sequence[str]) -> str:
@@ -274,8 +306,8 @@ def _glob_matches(path: str, glob: str) -> bool:
 
 def replace_once(content: str | None, search: str, replace: str) -> str:
     """Replace the one occurrence of ``search`` in ``content``, tolerating differences in
-    trailing whitespace, indentation and surrounding blank lines. An empty ``search`` on a
-    missing file creates it."""
+    trailing whitespace, indentation (spaces or tabs), line endings and surrounding blank
+    lines. An empty ``search`` on a missing file creates it."""
     if content is None:
         if search.strip():
             raise EditFormatError(["the file does not exist; create it with an empty SEARCH"])
@@ -284,16 +316,46 @@ def replace_once(content: str | None, search: str, replace: str) -> str:
         raise EditFormatError(
             ["the SEARCH part is empty; quote the lines to change, or use a WHOLE block"]
         )
-    count = content.count(search)
-    if count > 1:
-        raise EditFormatError([_ambiguous(count)])
-    if count == 1:
-        at = content.index(search)
-        # A match inside a line takes a multi-line replacement only via the line matcher,
-        # which re-indents it; an inline edit is applied as it stands.
+    if "\r\n" in content and content.count("\r\n") == content.count("\n"):
+        # A CRLF file: match and edit in LF, and give it back with its own line endings.
+        lf = _replace_lf(content.replace("\r\n", "\n"), _lf(search), _lf(replace))
+        return lf.replace("\n", "\r\n")
+    return _replace_lf(content, search, replace)
+
+
+def _lf(text: str) -> str:
+    return text.replace("\r\n", "\n")
+
+
+def _replace_lf(content: str, search: str, replace: str) -> str:
+    # An exact hit counts only where it starts a line (after indentation at most) and ends
+    # one: 'total = 0' must not edit 'subtotal = 0' or 'total = 0.5'.
+    hits = [at for at in _find_all(content, search) if _whole_lines(content, at, search)]
+    if len(hits) > 1:
+        raise EditFormatError([_ambiguous(len(hits))])
+    if hits:
+        at = hits[0]
+        # After indentation, a multi-line replacement goes via the line matcher, which
+        # re-indents it; a one-line edit is applied as it stands.
         if at == 0 or content[at - 1] == "\n" or "\n" not in replace.rstrip("\n"):
             return content[:at] + replace + content[at + len(search) :]
     return _replace_lines(content, search, replace)
+
+
+def _find_all(content: str, search: str) -> list[int]:
+    found, at = [], content.find(search)
+    while at >= 0:
+        found.append(at)
+        at = content.find(search, at + 1)
+    return found
+
+
+def _whole_lines(content: str, at: int, search: str) -> bool:
+    line_start = content.rfind("\n", 0, at) + 1
+    if content[line_start:at].strip():
+        return False
+    end = at + len(search)
+    return search.endswith("\n") or end == len(content) or content[end] in "\r\n"
 
 
 def _ambiguous(count: int) -> str:
@@ -315,7 +377,10 @@ def _replace_lines(content: str, search: str, replace: str) -> str:
         if hits:
             start = hits[0]
             matched = [f.rstrip("\n") for f in file_lines[start : start + len(wanted)]]
-            new_lines = _reindent(search_lines, matched, replace_lines)
+            unit = _indent_unit(content.splitlines())
+            new_lines = _reindent(
+                _to_unit(search_lines, unit), matched, _to_unit(replace_lines, unit)
+            )
             ending = "\n" if file_lines[start + len(wanted) - 1].endswith("\n") else ""
             body = "\n".join(new_lines) + ending if new_lines else ""
             return "".join(file_lines[:start]) + body + "".join(file_lines[start + len(wanted) :])
@@ -332,6 +397,47 @@ def _trim_blank(lines: list[str]) -> list[str]:
 
 def _indent(line: str) -> str:
     return line[: len(line) - len(line.lstrip())]
+
+
+# The indentation unit assumed for space-indented text whose smallest indent is a multiple.
+SPACES_PER_LEVEL = 4
+
+
+def _indent_unit(lines: Sequence[str]) -> str:
+    """The text's indentation step: a tab, or the smallest space indent (4 where a multiple)."""
+    widths = []
+    for line in lines:
+        indent = _indent(line)
+        if line.strip() and indent.startswith("\t"):
+            return "\t"
+        if line.strip() and indent and set(indent) == {" "}:
+            widths.append(len(indent))
+    if not widths:
+        return ""
+    width = min(widths)
+    return " " * (SPACES_PER_LEVEL if width % SPACES_PER_LEVEL == 0 else width)
+
+
+def _to_unit(lines: list[str], file_unit: str) -> list[str]:
+    """Re-express tab indentation as the file's spaces, or space indentation as its tabs,
+    keeping the nesting: a model often quotes a tab-indented file with spaces."""
+    unit = _indent_unit(lines)
+    if not unit or not file_unit or unit == file_unit or "\t" not in (unit + file_unit):
+        return lines
+    out = []
+    for line in lines:
+        indent = _indent(line)
+        if unit == "\t":
+            if " " in indent:
+                return lines  # mixed indentation: leave it as written
+            new = file_unit * len(indent)
+        else:
+            if "\t" in indent:
+                return lines
+            levels, rest = divmod(len(indent), len(unit))
+            new = file_unit * levels + " " * rest
+        out.append(new + line[len(indent) :])
+    return out
 
 
 def _reindent(search: list[str], matched: list[str], replace: list[str]) -> list[str]:

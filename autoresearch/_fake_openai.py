@@ -43,6 +43,7 @@ class Reply:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     usage: bool = True
+    finish_reason: str = "stop"
 
 
 @dataclass(frozen=True)
@@ -199,7 +200,7 @@ def _completion(model: str, request: dict[str, Any], reply: Reply) -> dict[str, 
             {
                 "index": 0,
                 "message": {"role": "assistant", "content": reply.content},
-                "finish_reason": "stop",
+                "finish_reason": reply.finish_reason,
             }
         ],
     }

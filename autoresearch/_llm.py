@@ -25,6 +25,7 @@ from ._local_model import LocalModelServer
 from ._pricing import Price, price_for
 from ._prompt import (
     candidate_schema,
+    register_secret,
     render_context,
     retry_message,
     scrub_secrets,
@@ -61,6 +62,7 @@ class _Spend:
     cost_usd: float = 0.0
     requests: int = 0
     estimated: bool = False
+    cut_off: bool = False  # the last answer stopped at the output token cap
 
     @property
     def tokens(self) -> int:
@@ -100,39 +102,42 @@ class LLMProposer(Proposer):
         self._sleep = sleep
         self._spent = _Spend()
         self._dropped_params: set[str] = set()
+        self._last_cap = config.max_output_tokens
         self.json_mode = (
             config.json_schema
             if config.json_schema is not None
             else server is not None and server.is_llama_cpp
         )
         env_name = api_key_env or config.api_key_env
-        key = os.environ.get(env_name)
-        if not key:
-            if base_url is None:
-                raise ConfigError(
-                    f"llm proposer: the environment variable {env_name} is not set. Export the "
-                    "API key there, name another variable with [proposer.llm] api_key_env, or "
-                    "use --base-url for a server that needs no key."
-                )
-            key = PLACEHOLDER_KEY
-        http_client = None
         host = urllib.parse.urlparse(base_url).hostname if base_url else None
-        if host in _LOOPBACK_HOSTS:
+        loopback = server is not None or host in _LOOPBACK_HOSTS
+        key = None if loopback else os.environ.get(env_name)
+        if key:
+            register_secret(key)
+        elif base_url is None:
+            raise ConfigError(
+                f"llm proposer: the environment variable {env_name} is not set. Export the "
+                "API key there, name another variable with [proposer.llm] api_key_env, or "
+                "use --base-url for a server that needs no key."
+            )
+        if max_cost_usd is not None and self.price is None:
+            raise ConfigError(
+                f"llm proposer: no price is known for model {model!r}, so --max-cost-usd "
+                "cannot be enforced. Set [proposer.llm] price_in_per_mtok_usd and "
+                "price_out_per_mtok_usd in autoresearch.toml (USD per million tokens)."
+            )
+        http_client = None
+        if loopback:
             # A proxy from the environment must not swallow loopback traffic.
             http_client = openai.DefaultHttpxClient(trust_env=False)
         self._client = openai.OpenAI(
-            api_key=key,
+            # A local server gets a placeholder: the real key must not leave for loopback.
+            api_key=key or PLACEHOLDER_KEY,
             base_url=base_url,
             timeout=config.request_timeout_s,
             max_retries=0,  # Retries are ours: bounded, logged, Retry-After honoured.
             http_client=http_client,
         )
-        if max_cost_usd is not None and self.price is None:
-            log.warning(
-                "no price known for model %r: --max-cost-usd cannot be enforced; set "
-                "[proposer.llm] price_in_per_mtok_usd and price_out_per_mtok_usd",
-                model,
-            )
 
     @classmethod
     def from_settings(cls, settings: ProposerSettings) -> LLMProposer:
@@ -198,6 +203,15 @@ class LLMProposer(Proposer):
                     whole_file_max_lines=self.config.whole_file_max_lines,
                 )
             except EditFormatError as e:
+                if this.cut_off:
+                    e = EditFormatError(
+                        [
+                            "your answer was cut off: it reached the output token limit "
+                            f"({self._last_cap} tokens). Send a shorter answer: fewer or "
+                            "smaller blocks, no explanation outside the fields",
+                            *e.problems,
+                        ]
+                    )
                 errors.append(str(e))
                 log.info("answer %d/%d could not be applied:\n%s", attempt, attempts, e)
                 # Only the last answer and its error go back: the retry prompt stays bounded.
@@ -223,9 +237,11 @@ class LLMProposer(Proposer):
         )
 
     def close(self) -> None:
-        self._client.close()
-        if self._server is not None:
-            self._server.stop()
+        try:
+            self._client.close()
+        finally:
+            if self._server is not None:
+                self._server.stop()
 
     # -- budgets -----------------------------------------------------------------------
 
@@ -252,6 +268,19 @@ class LLMProposer(Proposer):
             len(m["content"]) // CHARS_PER_TOKEN_UPPER + TOKENS_PER_MESSAGE for m in messages
         )
         cap = self.config.max_output_tokens
+        context_tokens = self._server.context_tokens if self._server is not None else None
+        if context_tokens is not None:
+            # The server rejects prompt + max_tokens beyond its context window.
+            room = context_tokens - prompt
+            if room < min(MIN_OUTPUT_TOKENS, cap):
+                raise LLMError(
+                    f"the prompt (~{prompt} tokens) leaves no room for an answer in the local "
+                    f"model's {context_tokens}-token context; shorten program.md or the "
+                    "editable files, or lower [proposer.llm] history_recent",
+                    this.tokens,
+                    this.cost_usd,
+                )
+            cap = min(cap, room)
         limits = []
         if self.max_tokens is not None:
             left = self.max_tokens - self._spent.tokens - prompt
@@ -283,7 +312,8 @@ class LLMProposer(Proposer):
         retries = self.config.max_retries
         attempt = 0
         while True:
-            kwargs = self._request(messages, self._output_cap(messages, this), files)
+            self._last_cap = self._output_cap(messages, this)
+            kwargs = self._request(messages, self._last_cap, files)
             wait_s: float | None = None
             try:
                 response = self._client.chat.completions.create(**kwargs)
@@ -355,8 +385,10 @@ class LLMProposer(Proposer):
 
     def _account(self, response: Any, messages: list[dict[str, str]], this: _Spend) -> str:
         text = ""
+        this.cut_off = False
         if response.choices:
             text = response.choices[0].message.content or ""
+            this.cut_off = response.choices[0].finish_reason == "length"
         usage = response.usage
         if usage is not None:
             prompt, completion = int(usage.prompt_tokens or 0), int(usage.completion_tokens or 0)
@@ -373,7 +405,7 @@ class LLMProposer(Proposer):
         return text
 
     def _where(self) -> str:
-        return f"model {self.model!r} at {self.base_url or 'the OpenAI API'}"
+        return f"model {self.model!r} at {safe_url(self.base_url) or 'the OpenAI API'}"
 
     def _meta(self, this: _Spend, attempts: int, errors: list[str]) -> dict[str, object]:
         meta: dict[str, object] = {
@@ -388,6 +420,15 @@ class LLMProposer(Proposer):
         if errors:
             meta["format_errors"] = [e[:MAX_ERROR_CHARS] for e in errors]
         return meta
+
+
+def safe_url(url: str | None) -> str | None:
+    """``url`` without user:password and query string, for messages and logs."""
+    if not url:
+        return url
+    parts = urllib.parse.urlsplit(url)
+    netloc = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def _message(e: Any) -> str:

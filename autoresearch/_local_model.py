@@ -22,6 +22,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from ._config import ConfigError
 from ._proc import scrub_env
 
 LOOPBACK = "127.0.0.1"
@@ -70,7 +71,7 @@ INSTALL_HINT = (
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-class LocalModelError(Exception):
+class LocalModelError(ConfigError):
     """The local model server could not be set up; the message says what to install or fix."""
 
 
@@ -136,6 +137,21 @@ def server_command(spec: str, port: int, host: str = LOOPBACK) -> ServerCommand:
     return ServerCommand(argv, alias, STARTUP_TIMEOUT_S, "llama_cpp")
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """In the child before exec: have the kernel send SIGTERM when the driver dies, even by
+    SIGKILL, where atexit never runs (Linux only; elsewhere a no-op)."""
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
 def free_port(host: str = LOOPBACK) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
@@ -173,6 +189,7 @@ class LocalModelServer:
                 stderr=subprocess.STDOUT,
                 env=scrub_env(dict(os.environ)),
                 start_new_session=True,
+                preexec_fn=die_with_parent,
             )
         atexit.register(self.stop)
         deadline = time.monotonic() + self.startup_timeout_s
@@ -209,6 +226,11 @@ class LocalModelServer:
 
     def log_hint(self) -> str:
         return f"Its log ({self.log_path}) ends with:\n{self._log_tail()}"
+
+    @property
+    def context_tokens(self) -> int | None:
+        """The server's context window in tokens, where autoresearch sets it."""
+        return LLAMA_CPP_CONTEXT_TOKENS if self.is_llama_cpp else None
 
     @property
     def is_llama_cpp(self) -> bool:

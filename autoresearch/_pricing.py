@@ -53,10 +53,22 @@ BUILTIN_PRICES: dict[str, Price] = {
 }
 
 
+# Suffix words that name a different, dearer model rather than a snapshot of the family:
+# "o3-pro" costs ten times "o3", so it must not inherit o3's price.
+_VARIANT_WORDS = frozenset({"pro", "deep", "research"})
+
+
 def builtin_price(model: str) -> Price | None:
     """The table's price for ``model`` (a 'provider/' prefix is ignored), or None."""
     name = model.lower().rsplit("/", 1)[-1]
-    matches = [key for key in BUILTIN_PRICES if name == key or name.startswith(key + "-")]
+    matches = [
+        key
+        for key in BUILTIN_PRICES
+        if name == key
+        or (
+            name.startswith(key + "-") and not _VARIANT_WORDS & set(name[len(key) + 1 :].split("-"))
+        )
+    ]
     if not matches:
         return None
     return BUILTIN_PRICES[max(matches, key=len)]
