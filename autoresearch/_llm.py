@@ -9,18 +9,25 @@ and nowhere else: it is not stored on the proposer, logged, or put in any error 
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import os
 import random
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from ._config import ConfigError, LLMConfig
 from ._edits import EditFormatError, apply_blocks, parse_answer
+from ._llm_client import (
+    MAX_ERROR_CHARS,
+    LLMError,
+    Spend,
+    error_message,
+    retry_after_s,
+    safe_url,
+    status_hint,
+)
 from ._local_model import LocalModelServer
 from ._pricing import Price, price_for
 from ._prompt import (
@@ -28,7 +35,6 @@ from ._prompt import (
     register_secret,
     render_context,
     retry_message,
-    scrub_secrets,
     system_prompt,
 )
 from ._proposer import BudgetExhausted, ProposalError, Proposer, ProposerSettings
@@ -46,27 +52,8 @@ TOKENS_PER_MESSAGE = 8
 # Usage estimate when a server returns none.
 CHARS_PER_TOKEN_TYPICAL = 4
 BACKOFF_JITTER = 0.25
-MAX_ERROR_CHARS = 500
 PLACEHOLDER_KEY = "unused"
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
-
-
-class LLMError(ProposalError):
-    """The endpoint failed (after the bounded retries, where a retry could help)."""
-
-
-@dataclass
-class _Spend:
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost_usd: float = 0.0
-    requests: int = 0
-    estimated: bool = False
-    cut_off: bool = False  # the last answer stopped at the output token cap
-
-    @property
-    def tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
 
 
 class LLMProposer(Proposer):
@@ -100,7 +87,7 @@ class LLMProposer(Proposer):
         self.price: Price | None = price_for(model, config)
         self._server = server
         self._sleep = sleep
-        self._spent = _Spend()
+        self._spent = Spend()
         self._dropped_params: set[str] = set()
         self._last_cap = config.max_output_tokens
         self.json_mode = (
@@ -189,7 +176,7 @@ class LLMProposer(Proposer):
             },
         ]
         messages = list(base)
-        this = _Spend()
+        this = Spend()
         errors: list[str] = []
         attempts = 1 + self.config.max_format_retries
         for attempt in range(1, attempts + 1):
@@ -263,7 +250,7 @@ class LLMProposer(Proposer):
         cost = self.price.cost_usd(prompt, out) if self.price else 0.0
         return prompt + out, cost
 
-    def _output_cap(self, messages: list[dict[str, str]], this: _Spend) -> int:
+    def _output_cap(self, messages: list[dict[str, str]], this: Spend) -> int:
         prompt = sum(
             len(m["content"]) // CHARS_PER_TOKEN_UPPER + TOKENS_PER_MESSAGE for m in messages
         )
@@ -305,7 +292,7 @@ class LLMProposer(Proposer):
     # -- one chat completion, with bounded retries ------------------------------------
 
     def _complete(
-        self, messages: list[dict[str, str]], this: _Spend, files: Mapping[str, str]
+        self, messages: list[dict[str, str]], this: Spend, files: Mapping[str, str]
     ) -> str:
         import openai
 
@@ -327,15 +314,15 @@ class LLMProposer(Proposer):
                         this.cost_usd,
                     ) from None
             except openai.APIStatusError as e:
-                problem = f"{self._where()} answered HTTP {e.status_code}: {_message(e)}"
+                problem = f"{self._where()} answered HTTP {e.status_code}: {error_message(e)}"
                 # Not counted as an attempt: at most one adaptation per known parameter.
-                if e.status_code == 400 and self._drop_unsupported(_message(e)):
+                if e.status_code == 400 and self._drop_unsupported(error_message(e)):
                     continue
                 if e.status_code == 429:
-                    wait_s = _retry_after_s(e.response.headers)
+                    wait_s = retry_after_s(e.response.headers)
                 elif e.status_code < 500 and e.status_code not in (408, 409):
                     raise LLMError(
-                        _hint(e.status_code, problem), this.tokens, this.cost_usd
+                        status_hint(e.status_code, problem), this.tokens, this.cost_usd
                     ) from None
             else:
                 return self._account(response, messages, this)
@@ -383,7 +370,7 @@ class LLMProposer(Proposer):
                 return True
         return False
 
-    def _account(self, response: Any, messages: list[dict[str, str]], this: _Spend) -> str:
+    def _account(self, response: Any, messages: list[dict[str, str]], this: Spend) -> str:
         text = ""
         this.cut_off = False
         if response.choices:
@@ -407,7 +394,7 @@ class LLMProposer(Proposer):
     def _where(self) -> str:
         return f"model {self.model!r} at {safe_url(self.base_url) or 'the OpenAI API'}"
 
-    def _meta(self, this: _Spend, attempts: int, errors: list[str]) -> dict[str, object]:
+    def _meta(self, this: Spend, attempts: int, errors: list[str]) -> dict[str, object]:
         meta: dict[str, object] = {
             "model": self.model,
             "attempts": attempts,
@@ -420,54 +407,6 @@ class LLMProposer(Proposer):
         if errors:
             meta["format_errors"] = [e[:MAX_ERROR_CHARS] for e in errors]
         return meta
-
-
-def safe_url(url: str | None) -> str | None:
-    """``url`` without user:password and query string, for messages and logs."""
-    if not url:
-        return url
-    parts = urllib.parse.urlsplit(url)
-    netloc = parts.netloc.rpartition("@")[2]
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
-def _message(e: Any) -> str:
-    body = getattr(e, "body", None)
-    msg = body.get("message") if isinstance(body, dict) else None
-    if not isinstance(msg, str):
-        msg = getattr(e, "message", None) or str(e)
-    return scrub_secrets(str(msg))[:MAX_ERROR_CHARS]
-
-
-def _hint(status: int, problem: str) -> str:
-    if status in (401, 403):
-        return problem + " (check the API key's variable, [proposer.llm] api_key_env)"
-    if status == 404:
-        return problem + " (check --model and --base-url)"
-    return problem
-
-
-def _retry_after_s(headers: Any) -> float | None:
-    """Seconds a 429 asks to wait: ``retry-after-ms``, or ``retry-after`` in seconds or as an
-    HTTP date."""
-    raw_ms = headers.get("retry-after-ms")
-    if raw_ms:
-        try:
-            return max(0.0, float(raw_ms) / 1000)
-        except ValueError:
-            pass
-    raw = headers.get("retry-after")
-    if not raw:
-        return None
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(raw)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 def _opt_int(value: object) -> int | None:
