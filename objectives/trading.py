@@ -10,6 +10,10 @@ imports the strategy). Expected layout (``domains/trading_sharpe/harness.py`` wr
      "gates":      {"lookahead_ok": bool, "lookahead_detail": str, "nan_positions": int,
                     "trades": number}}
 
+The harness also prints ``val_sharpe: ..`` and ``lookahead_ok: ..`` on its stdout (the eval
+log); a JSON file that disagrees with them was not written by the harness (MetricMissing, or a
+failed gate), so rewriting the file alone cannot change a recorded figure.
+
 Sharpe figures are annualized; ``kurtosis`` is Pearson's (3 for a normal distribution);
 ``max_drawdown`` is a positive fraction of equity; ``turnover`` is traded notional per year
 as a multiple of equity.
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from statistics import NormalDist
 from typing import Any
@@ -30,6 +35,8 @@ from autoresearch._types import ExperimentRecord, GateResult, Measurement, RunRe
 FIGURES = ("sharpe", "max_drawdown", "turnover", "trades", "cagr")
 MOMENTS = ("n_obs", "skew", "kurtosis")
 EULER_GAMMA = 0.5772156649015329
+# The harness prints figures with 6 decimals: a JSON value this close to the line matches.
+PRINTED_TOL = 1e-6
 _NORMAL = NormalDist()
 
 
@@ -75,6 +82,16 @@ class SharpeObjective(Objective):
             raise MetricMissing(f"{self.metrics_file} has no 'validation' section")
         return data
 
+    def _printed(self, run: RunResult, key: str) -> float:
+        """The last ``key: value`` line of the harness's own output (the eval log)."""
+        found = re.findall(rf"^{key}:\s*(\S+)\s*$", run.trusted_output(), re.MULTILINE)
+        try:
+            return float(found[-1])
+        except (IndexError, ValueError):
+            raise MetricMissing(
+                f"the eval output has no '{key}:' line to check {self.metrics_file} against"
+            ) from None
+
     def penalized(self, figures: Mapping[str, float]) -> float:
         return (
             figures["sharpe"]
@@ -87,6 +104,11 @@ class SharpeObjective(Objective):
         val = _numbers(data["validation"])
         if "sharpe" not in val or not math.isfinite(val["sharpe"]):
             raise MetricMissing(f"{self.metrics_file}: no finite validation sharpe")
+        if abs(self._printed(run, "val_sharpe") - val["sharpe"]) > PRINTED_TOL:
+            raise MetricMissing(
+                f"{self.metrics_file} says val_sharpe {val['sharpe']:.6f}, the eval output "
+                f"printed {self._printed(run, 'val_sharpe'):.6f}: the file was altered"
+            )
         secondary = {k: val[k] for k in (*FIGURES, *MOMENTS, "sharpe_min_window") if k in val}
         secondary["penalized"] = self.penalized(val)
         ins = _numbers(data.get("insample", {}))
@@ -105,6 +127,12 @@ class SharpeObjective(Objective):
             return GateResult(False, str(e))
         if not isinstance(gates, dict):
             return GateResult(False, f"{self.metrics_file} has no 'gates' section")
+        try:
+            printed_ok = self._printed(run, "lookahead_ok")
+        except MetricMissing as e:
+            return GateResult(False, str(e))
+        if gates.get("lookahead_ok") is True and printed_ok != 1:
+            return GateResult(False, f"look-ahead: {self.metrics_file} disagrees with the eval")
         if gates.get("lookahead_ok") is not True:
             detail = gates.get("lookahead_detail") or "positions changed on truncated data"
             return GateResult(False, f"look-ahead: {detail}")

@@ -8,7 +8,8 @@ Also accepted: a bool frame (long/flat, equal weight) or an (entries, exits) pai
 
 Rules the harness enforces: a weight on bar t may use only bars up to t (it re-runs the
 strategy on truncated data and fails a strategy whose past positions change), no NaN weights
-(fill warm-up rows with 0), enough trades to mean something.
+(fill warm-up rows with 0), enough trades to mean something. Each call runs in a fresh process
+of its own, where the harness and prices modules cannot be imported.
 """
 
 from __future__ import annotations

@@ -18,7 +18,15 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from autoresearch import Candidate, Context, Edit, ExperimentRecord, Loop, Proposer
+from autoresearch import (
+    Candidate,
+    Context,
+    Edit,
+    ExperimentRecord,
+    Loop,
+    MetricMissing,
+    Proposer,
+)
 from autoresearch._prompt import render_context
 from autoresearch._report import status_data
 
@@ -89,21 +97,41 @@ def _centered_window(close: pd.DataFrame, ohlcv: Any) -> pd.DataFrame:
     return (close > smooth).astype(float) / close.shape[1]
 
 
+def _lookahead(harness: ModuleType, fn: Any) -> tuple[bool, str]:
+    """The gate as evaluate() runs it: scored calls and truncated calls, compared."""
+    data = harness.load_prices()[0]
+    insample, windows, _ = harness.split(len(data["close"]))
+    ends = [insample.end, *(w.end for w in windows)]
+    ends += harness.lookahead_cuts(insample.end // 2, windows[-1].end)
+    result: tuple[bool, str] = harness.lookahead_check(
+        [harness.target_weights(fn, data, end) for end in ends]
+    )
+    return result
+
+
 @pytest.mark.parametrize("peek", [_peek_next_bar, _full_sample_mean, _centered_window])
 def test_a_peeking_strategy_is_caught(harness: ModuleType, peek: Any) -> None:
-    data = harness.load_prices()[0]
-    _, windows, _ = harness.split(len(data["close"]))
-    ok, detail = harness.lookahead_check(peek, data, windows[-1].end, 100)
+    ok, detail = _lookahead(harness, peek)
     assert not ok
     assert "future bars" in detail
+
+
+def test_peeking_only_on_the_scored_calls_is_caught(harness: ModuleType) -> None:
+    # Knows the split, so it behaves on every call whose length is not a period end.
+    data = harness.load_prices()[0]
+    insample, windows, _ = harness.split(len(data["close"]))
+    scored = {insample.end, *(w.end for w in windows[:-1])}
+
+    def sly(close: pd.DataFrame, ohlcv: Any) -> pd.DataFrame:
+        return _peek_next_bar(close, ohlcv) if len(close) in scored else close * 0.0
+
+    assert not _lookahead(harness, sly)[0]
 
 
 def test_the_shipped_strategy_does_not_look_ahead(harness: ModuleType) -> None:
     import strategy
 
-    data = harness.load_prices()[0]
-    _, windows, _ = harness.split(len(data["close"]))
-    assert harness.lookahead_check(strategy.positions, data, windows[-1].end, 100) == (True, "")
+    assert _lookahead(harness, strategy.positions) == (True, "")
 
 
 # -- splits, positions ---------------------------------------------------------------------
@@ -232,6 +260,127 @@ def test_evaluate_prints_no_holdout_figure(
         assert secret not in out
 
 
+def _harness_run(
+    tmp_path: Path, source: str, mode: str = "evaluate"
+) -> tuple[subprocess.CompletedProcess[str], Path]:
+    domain = _copy_domain(tmp_path)
+    (domain / "strategy.py").write_text(textwrap.dedent(source).replace("DOMAIN", str(domain)))
+    res = subprocess.run(
+        [sys.executable, "harness.py", mode],
+        cwd=domain,
+        env=os.environ,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    return res, domain
+
+
+# Honest when it finds the gate on the stack, peeking otherwise; and it rewrites the metrics
+# file as the process exits. Neither works when the strategy runs in its own process.
+_EVASIVE = """
+import atexit
+import inspect
+import json
+from pathlib import Path
+
+import pandas as pd
+
+
+def _forge():
+    for path in (Path("trading_metrics.json"), Path("DOMAIN") / "trading_metrics.json"):
+        forged = {"validation": {"sharpe": 9.9}, "gates": {"lookahead_ok": True}}
+        path.write_text(json.dumps(forged))
+
+
+atexit.register(_forge)
+
+
+def positions(close, ohlcv):
+    if any(f.function == "lookahead_check" for f in inspect.stack()):
+        return close * 0.0
+    up = close.shift(-1) > close
+    return (up.astype(float) - (~up).astype(float)) / close.shape[1]
+"""
+
+
+@pytest.mark.slow
+def test_stack_sniffing_and_an_exit_hook_change_nothing(
+    harness: ModuleType, small_env: dict[str, str], tmp_path: Path
+) -> None:
+    from autoresearch import RunResult
+    from objectives.trading import SharpeObjective
+
+    res, domain = _harness_run(tmp_path, _EVASIVE)
+    assert res.returncode == 0, res.stderr
+    report = json.loads((domain / "trading_metrics.json").read_text())
+    assert report["gates"]["lookahead_ok"] is False
+    assert report["validation"]["sharpe"] != 9.9
+    log = tmp_path / "eval.log"
+    log.write_text(res.stdout)
+    run = RunResult(domain, log, 0, 1.0, 10.0, 0, eval_log_path=log, eval_exit_code=0)
+    objective = SharpeObjective()
+    assert objective.measure(run).primary == pytest.approx(report["validation"]["sharpe"])
+    assert not objective.gate(run).passed
+    # Had the hook written the file after the harness (a helper process outliving it), the
+    # figures printed in the eval log would no longer match it.
+    (domain / "trading_metrics.json").write_text(
+        json.dumps({**report, "validation": {**report["validation"], "sharpe": 9.9}})
+    )
+    with pytest.raises(MetricMissing, match="altered"):
+        objective.measure(run)
+
+
+@pytest.mark.parametrize("module", ["prices", "harness"])
+def test_the_strategy_cannot_import_the_harness_or_the_data(
+    small_env: dict[str, str], tmp_path: Path, module: str
+) -> None:
+    res, _ = _harness_run(
+        tmp_path, f"import {module}\n\ndef positions(close):\n    return close", "insample"
+    )
+    assert res.returncode == 1
+    assert f"strategy| ModuleNotFoundError: No module named '{module}'" in res.stdout
+    assert "positions() failed" in res.stderr
+
+
+# Prints the holdout's last bar when it exits, and fails that call: neither may show.
+_LEAKY = """
+import atexit
+import os
+
+LAST = []
+
+
+def _tell():
+    print("LEAK", LAST[-1], flush=True)
+    if LAST[-1][1] > 1100:
+        os._exit(1)
+
+
+atexit.register(_tell)
+
+
+def positions(close, ohlcv):
+    LAST.append((str(close.index[-1].date()), len(close)))
+    return (close > close.rolling(20).mean()).astype(float).fillna(0.0) / close.shape[1]
+"""
+
+
+@pytest.mark.slow
+def test_what_the_strategy_prints_at_exit_on_the_holdout_is_dropped(
+    harness: ModuleType, small_env: dict[str, str], tmp_path: Path
+) -> None:
+    res, domain = _harness_run(tmp_path, _LEAKY)
+    assert res.returncode == 0, res.stderr
+    out = res.stdout + res.stderr
+    assert "strategy| LEAK" in out  # other calls' output is passed on, prefixed
+    data = harness.load_prices()[0]
+    last = str(data["close"].index[-1].date())
+    assert last not in out
+    report = json.loads((domain / "trading_metrics.json").read_text())
+    assert "details withheld" in report["holdout"]["error"]
+
+
 # -- the loop, end to end --------------------------------------------------------------------
 
 _PEEK = """
@@ -244,21 +393,21 @@ def positions(close, ohlcv):
     return (up.astype(float) - (~up).astype(float)) / close.shape[1]
 """
 
-# Prints what it sees on every call, then kills the eval after it finished: its whole log
-# (holdout call included) becomes the "last failure" the proposer is shown.
+# Prints what it sees on every call and fails the call that holds the most bars (the
+# holdout's): were its output or its failure shown, the holdout would reach the proposer.
 _CHATTY = """
 import atexit
 import os
-import sys
 
 import pandas as pd
 
-if sys.argv[-1] == "evaluate":
-    atexit.register(os._exit, 3)
+LONGEST = 1100  # more bars than any call before the holdout's (SMALL data: 1260 bars)
 
 
 def positions(close, ohlcv):
     print("seen", close.index[-1].date(), round(float(close.iloc[-1].sum()), 4), flush=True)
+    if len(close) > LONGEST:
+        atexit.register(os._exit, 3)
     return (close > close.rolling(20).mean()).astype(float).fillna(0.0) / close.shape[1]
 """
 
@@ -311,12 +460,13 @@ def test_the_holdout_never_reaches_the_proposer(
     by_desc = {r.description: r for r in proposer.outcomes}
     assert by_desc["peek at tomorrow"].status.value == "gate_failed"
     assert "look-ahead" in by_desc["peek at tomorrow"].reason
-    assert by_desc["print everything"].status.value == "crash"
+    # Its holdout call failed in private: the run went on, with the holdout marked failed.
+    assert by_desc["print everything"].status.value != "crash"
     assert summary.baseline_value is not None
 
     status = status_data(domain, "t1", holdout=True)
     holdouts = [r["holdout"] for r in status["recent"] if r.get("holdout")]
-    assert len(holdouts) >= 3  # baseline, knob, peek (the crash has none)
+    assert len(holdouts) >= 3  # baseline, knob, peek (the chatty one's holdout failed)
     secrets = set()
     for figures in holdouts:
         for value in figures.values():
@@ -331,8 +481,6 @@ def test_the_holdout_never_reaches_the_proposer(
     secrets |= {str(index[hold.start].date()), str(index[-1].date())}
 
     assert len(proposer.prompts) == 5
-    # The chatty candidate (experiment 4) crashed: its log is the next prompt's last failure.
-    assert "seen" in proposer.prompts[3]
     for prompt in proposer.prompts:
         leaked = sorted(s for s in secrets if s in prompt)
         assert not leaked, f"holdout figures in the proposer's context: {leaked}"

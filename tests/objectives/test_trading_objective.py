@@ -35,17 +35,28 @@ def _report(**over: Any) -> dict[str, Any]:
     return data
 
 
-def _run(tmp_path: Path, data: dict[str, Any] | None) -> RunResult:
+def _summary(data: dict[str, Any]) -> str:
+    """The `---` summary the harness prints alongside the JSON it writes."""
+    ok = int(data.get("gates", {}).get("lookahead_ok") is True)
+    sharpe = data.get("validation", {}).get("sharpe", math.nan)
+    return f"---\nval_sharpe: {sharpe:.6f}\nlookahead_ok: {ok}\n"
+
+
+def _run(tmp_path: Path, data: dict[str, Any] | None, printed: str | None = None) -> RunResult:
     if data is not None:
         (tmp_path / "trading_metrics.json").write_text(json.dumps(data))
     log = tmp_path / "run.log"
-    log.write_text("")
+    log.write_text(printed if printed is not None else _summary(data or {}))
     return RunResult(tmp_path, log, 0, 1.0, 10.0, 0)
 
 
 def test_measure_splits_validation_insample_and_holdout(tmp_path: Path) -> None:
     (tmp_path / "trading_metrics.json").write_text(json.dumps(_report()))
-    m = check_objective(SharpeObjective(turnover_penalty=0.02, drawdown_penalty=1.0), tmp_path)
+    m = check_objective(
+        SharpeObjective(turnover_penalty=0.02, drawdown_penalty=1.0),
+        tmp_path,
+        eval_text=_summary(_report()),
+    )
     assert m.primary == 1.2
     assert m.secondary["insample_sharpe"] == 2.0
     assert m.secondary["kurtosis"] == 4.0
@@ -69,6 +80,22 @@ def test_missing_or_broken_json_is_metric_missing(tmp_path: Path) -> None:
         SharpeObjective().measure(_run(tmp_path, None))
     with pytest.raises(MetricMissing, match="validation sharpe"):
         SharpeObjective().measure(_run(tmp_path, {"validation": {"trades": 3}}))
+
+
+def test_a_json_that_disagrees_with_the_eval_output_is_rejected(tmp_path: Path) -> None:
+    # A rewritten trading_metrics.json: the harness printed other figures than the file holds.
+    forged = _report(validation={"sharpe": 9.9})
+    with pytest.raises(MetricMissing, match="altered"):
+        SharpeObjective().measure(_run(tmp_path, forged, printed=_summary(_report())))
+    with pytest.raises(MetricMissing, match="no 'val_sharpe:' line"):
+        SharpeObjective().measure(_run(tmp_path, _report(), printed=""))
+    # Child output is prefixed by the harness, so it cannot pose as the summary line.
+    printed = "strategy| val_sharpe: 9.900000\n" + _summary(_report())
+    with pytest.raises(MetricMissing, match="altered"):
+        SharpeObjective().measure(_run(tmp_path, forged, printed=printed))
+    passed = _report()
+    failed = _summary(passed).replace("lookahead_ok: 1", "lookahead_ok: 0")
+    assert not SharpeObjective().gate(_run(tmp_path, passed, printed=failed)).passed
 
 
 @pytest.mark.parametrize(
