@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 # Bump when the cache layout or the split changes: old caches are then ignored, not misread.
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 # A document goes to validation when its content hash falls in this share (percent).
 VAL_PERCENT = 5
 CHECKPOINT_FORMAT = 1
@@ -226,6 +226,9 @@ class Tokenizer:
             initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         )
         tok.train_from_iterator(_head(docs, BPE_TRAIN_BYTES), trainer)
+        # A literal "<|bos|>" in a document is text: encode its bytes, not the separator (which
+        # holds no bytes and would drop them from val_bpb).
+        tok.encode_special_tokens = True
         return cls(tok)
 
     def encode_docs(self, docs: list[str]) -> np.ndarray:

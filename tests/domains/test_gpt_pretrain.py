@@ -208,6 +208,14 @@ def test_bpe_counts_raw_bytes_of_partial_utf8_tokens(prep: ModuleType) -> None:
     assert len(piece.decode(errors="replace").encode()) != len(piece)
 
 
+def test_bpe_encodes_a_literal_separator_as_text(prep: ModuleType) -> None:
+    tok = prep.Tokenizer.train_bpe(make_docs(200), 400)
+    doc = 'sep = "<|bos|>"  # the marker, as text'
+    ids = tok.encode_docs([doc])
+    assert list(ids).count(tok.bos_id) == 1  # only the one before the document
+    assert int(tok.token_bytes[ids].sum()) == len(doc.encode())
+
+
 def _decodes(raw: bytes) -> bool:
     try:
         raw.decode()
@@ -226,10 +234,11 @@ def test_val_bpb_matches_a_hand_computation(
     tokens = tok.encode_docs(held)
     vocab, boost = tok.vocab_size, 2.5
 
-    def logits_fn(x: torch.Tensor) -> torch.Tensor:
+    def logits_fn(x: np.ndarray) -> torch.Tensor:
         # Bets on "next id = this id + 1": a known, non-uniform distribution per position.
-        out = torch.zeros(*x.shape, vocab)
-        out.scatter_(2, ((x + 1) % vocab).unsqueeze(-1), boost)
+        ids = torch.from_numpy(x)
+        out = torch.zeros(*ids.shape, vocab)
+        out.scatter_(2, ((ids + 1) % vocab).unsqueeze(-1), boost)
         return out
 
     nats = 0.0
@@ -240,26 +249,72 @@ def test_val_bpb_matches_a_hand_computation(
         nats += log_z - (boost if target == (prev + 1) % vocab else 0.0)
     total_bytes = sum(len(d.encode()) for d in held)  # every byte, the first separator aside
     expected = nats / total_bytes / math.log(2)
-    got = evaluator.evaluate_bpb(logits_fn, tokens, tok.token_bytes, tokens.size - 1, batch=1)
+    got, err = evaluator.score(logits_fn, tokens, tok.token_bytes, tokens.size - 1, batch=1)
     assert got == pytest.approx(expected, rel=1e-6)  # float32 logits
+    assert err == 0.0
 
 
-def test_causality_check(evaluator: ModuleType) -> None:
-    x = torch.randint(0, 50, (2, 32), generator=torch.Generator().manual_seed(0))
+VOCAB = 50
 
-    def causal(x: torch.Tensor) -> torch.Tensor:
-        onehot = torch.nn.functional.one_hot(x, 50).float()
-        return onehot.cumsum(1) / torch.arange(1, x.shape[1] + 1).view(1, -1, 1)
 
-    def peeks_ahead(x: torch.Tensor) -> torch.Tensor:
-        return causal(x) + torch.nn.functional.one_hot(x.roll(-1, 1), 50).float()
+def causal(x: np.ndarray) -> torch.Tensor:
+    onehot = torch.nn.functional.one_hot(torch.from_numpy(x), VOCAB).float()
+    return onehot.cumsum(1) / torch.arange(1, x.shape[1] + 1).view(1, -1, 1)
 
-    def reads_other_rows(x: torch.Tensor) -> torch.Tensor:
-        return causal(x) + causal(x).flip(0)
 
-    assert evaluator.causality_error(causal, x, 50) < 1e-6
-    assert evaluator.causality_error(peeks_ahead, x, 50) > 0.1
-    assert evaluator.causality_error(reads_other_rows, x, 50) > 0.1
+def peeks_ahead(x: np.ndarray) -> torch.Tensor:
+    return causal(x) + torch.nn.functional.one_hot(torch.from_numpy(x).roll(-1, 1), VOCAB)
+
+
+def reads_other_rows(x: np.ndarray) -> torch.Tensor:
+    return causal(x) + causal(x).flip(0)
+
+
+def peeks_but_at_the_old_checks(x: np.ndarray) -> torch.Tensor:
+    # Reads token i+1 everywhere except at the three positions the old check perturbed.
+    out = peeks_ahead(x)
+    for t in (0, x.shape[1] // 2 - 1, x.shape[1] - 2):
+        out[:, t] = causal(x)[:, t]
+    return out
+
+
+def peeks_in_big_batches(x: np.ndarray) -> torch.Tensor:
+    # Honest at the old check's shape (2 rows), peeking at the scoring shape.
+    return peeks_ahead(x) if x.shape[0] > 2 else causal(x)
+
+
+def val_tokens(n: int = 4097) -> np.ndarray:
+    return np.random.default_rng(0).integers(0, VOCAB, n).astype(np.uint16)
+
+
+@pytest.mark.parametrize(
+    "model",
+    [peeks_ahead, reads_other_rows, peeks_but_at_the_old_checks, peeks_in_big_batches],
+)
+def test_causality_check_rejects_peeking(evaluator: ModuleType, model: object) -> None:
+    token_bytes = np.ones(VOCAB, np.int32)
+    _, honest = evaluator.score(causal, val_tokens(), token_bytes, 64, 16)
+    assert honest < 1e-6
+    _, err = evaluator.score(model, val_tokens(), token_bytes, 64, 16)
+    assert err > 0.1
+
+
+def test_check_batches_look_like_scoring_batches(evaluator: ModuleType) -> None:
+    scoring = val_tokens()[: 64 * 64].astype(np.int64).reshape(4, 16, 64)
+    first_is_scoring = set()
+    for _ in range(20):
+        seen: list[np.ndarray] = []
+
+        def spy(x: np.ndarray, seen: list[np.ndarray] = seen) -> torch.Tensor:
+            seen.append(x.copy())
+            return causal(x)
+
+        evaluator.score(spy, val_tokens(), np.ones(VOCAB, np.int32), 64, 16)
+        assert {x.shape for x in seen} == {(16, 64)}
+        kinds = [any(np.array_equal(x, s) for s in scoring) for x in seen]
+        assert kinds.count(True) == 4 and kinds.count(False) == 4  # 63 positions -> 64 rows
+        first_is_scoring.add(kinds[0])
+    assert first_is_scoring == {True, False}  # the order is drawn afresh (odds 1e-6 to fail)
 
 
 def test_budget_comes_from_the_harness(prep: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -416,6 +471,45 @@ def test_evaluator_refuses_forging_models(
     assert res.returncode != 0
     assert message in res.stderr + res.stdout
     assert "val_bpb" not in res.stdout
+
+
+PATCHES_THE_EVALUATOR = """
+import atexit, builtins, re, sys
+import torch.nn.functional
+
+_evaluator = sys.modules["__main__"]  # evaluate.py, wherever it imports train.py
+def _halved(real):
+    def run(*a, **k):
+        out = real(*a, **k)
+        return (out[0] / 2, 0.0) if isinstance(out, tuple) else out / 2
+    return run
+for _name in ("score", "evaluate_bpb"):
+    if hasattr(_evaluator, _name):
+        setattr(_evaluator, _name, _halved(getattr(_evaluator, _name)))
+_cross_entropy = torch.nn.functional.cross_entropy
+torch.nn.functional.cross_entropy = lambda *a, **k: _cross_entropy(*a, **k) / 2
+_print = builtins.print
+builtins.print = lambda *a, **k: _print(
+    *(re.sub(r"^val_bpb:\\s+\\S+", "val_bpb: 0.100000", str(v)) for v in a), **k
+)
+atexit.register(lambda: _print("---\\nval_bpb:          0.000100", flush=True))
+"""
+
+
+@pytest.mark.slow
+def test_train_py_cannot_patch_the_evaluator(corpus: Path, tmp_path: Path) -> None:
+    work, env = domain_copy(tmp_path, corpus)
+    train = work / "train.py"
+    train.write_text(tiny_model(train.read_text()))
+    assert run_py(work, env, "train.py").returncode == 0
+    honest = run_py(work, env, "evaluate.py")
+    assert honest.returncode == 0, honest.stderr
+    train.write_text(PATCHES_THE_EVALUATOR + train.read_text())  # same checkpoint
+    patched = run_py(work, env, "evaluate.py")
+    assert patched.returncode == 0, patched.stderr
+    value = parse_summary(patched.stdout)["val_bpb"]
+    assert value == pytest.approx(parse_summary(honest.stdout)["val_bpb"], abs=2e-6)
+    assert "0.000100" not in patched.stdout + patched.stderr
 
 
 @pytest.mark.slow
