@@ -5,6 +5,17 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 
+from ._measure import OBJECTIVE_ERROR
+
+# Consecutive proposer or objective bugs (exceptions other than ProposalError) after which
+# the loop gives up.
+MAX_HARNESS_ERRORS = 5
+PROPOSER_BUG = "proposer error"
+# A ProposalError: the proposer could not propose this time; the next try waits longer.
+NO_PROPOSAL = "no proposal"
+PROPOSAL_BACKOFF_S = 2.0
+MAX_PROPOSAL_BACKOFF_S = 300.0
+
 
 @dataclass(frozen=True)
 class Budget:
@@ -44,3 +55,24 @@ class Budget:
                 f"used {tokens} tokens; another proposal would pass --max-tokens {self.max_tokens}"
             )
         return None
+
+
+@dataclass
+class Streaks:
+    """Failures in a row that are not the candidates' fault. Bugs of the proposer or of the
+    objective end the run after a few (more experiments will not fix them); a proposer that
+    could not propose (an endpoint down, answers that do not parse) never ends it but waits
+    longer after each miss."""
+
+    errors: int = 0
+    misses: int = 0
+
+    def after(self, reason: str) -> tuple[str | None, float]:
+        """(why the run stops, or None; seconds to wait before the next proposal)."""
+        self.errors = self.errors + 1 if reason.startswith((PROPOSER_BUG, OBJECTIVE_ERROR)) else 0
+        if self.errors >= MAX_HARNESS_ERRORS:
+            return f"{self.errors} proposer/objective errors in a row: {reason}", 0.0
+        self.misses = self.misses + 1 if reason.startswith(NO_PROPOSAL) else 0
+        if not self.misses:
+            return None, 0.0
+        return None, min(MAX_PROPOSAL_BACKOFF_S, PROPOSAL_BACKOFF_S * 2 ** (self.misses - 1))

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ._acceptance import Acceptance, Verdict, make_acceptance
-from ._budget import Budget
+from ._budget import NO_PROPOSAL, PROPOSER_BUG, Budget, Streaks
 from ._config import ResearchConfig, load_config
 from ._context import build_context, run_summary
 from ._measure import OBJECTIVE_ERROR, Interrupted, Measurer, content_hash, memory_gb, summarize
@@ -25,6 +25,7 @@ from ._proposer import (
     make_proposer,
 )
 from ._sandbox import LocalSandbox, Sandbox
+from ._scope import ScopeError
 from ._session import LEDGER_NAME, Session, open_session
 from ._types import (
     BaselineFailed,
@@ -36,16 +37,8 @@ from ._types import (
     RunSummary,
     Status,
 )
-from ._workspace import RESULTS_NAME, ScopeError
+from ._workspace import RESULTS_NAME
 
-# Consecutive proposer or objective bugs (exceptions other than ProposalError) after which
-# the loop gives up.
-MAX_HARNESS_ERRORS = 5
-PROPOSER_BUG = "proposer error"
-# A ProposalError: the proposer could not propose this time; the next try waits longer.
-NO_PROPOSAL = "no proposal"
-PROPOSAL_BACKOFF_S = 2.0
-MAX_PROPOSAL_BACKOFF_S = 300.0
 _FAILURES = (Status.CRASH, Status.TIMEOUT, Status.OOM, Status.INVALID, Status.GATE_FAILED)
 # Options handed to the proposer (ProposerSettings.options).
 _PROPOSER_OPTIONS: tuple[str, ...] = ("script", "model", "base_url", "local_model")
@@ -156,18 +149,16 @@ class Loop:
                 for warning in self.sandbox.warnings:  # limits it could not enforce here
                     self.on_event(Event("message", message=f"sandbox: {warning}"))
                 proposer.restore(session.ledger.records(session.tag))
-                errors = misses = 0
+                streaks = Streaks()
                 durations: list[float] = []
                 while True:
                     if self._interrupted.is_set():
                         raise Interrupted
-                    tokens, cost = session.ledger.spend(session.tag)
                     stop = budget.reason(
                         done,
                         time.monotonic() - start,
                         durations,
-                        tokens,
-                        cost,
+                        *session.ledger.spend(session.tag),
                         session.ledger.count_candidates(session.tag),
                     )
                     if stop:
@@ -188,20 +179,12 @@ class Loop:
                         break
                     durations.append(time.monotonic() - t0)
                     done += 1
-                    # Bugs of the proposer or of the objective (not failures of candidates) in a
-                    # row mean something is broken that more experiments will not fix.
-                    harness_fault = record.reason.startswith((PROPOSER_BUG, OBJECTIVE_ERROR))
-                    errors = errors + 1 if harness_fault else 0
-                    if errors >= MAX_HARNESS_ERRORS:
-                        stopped = f"{errors} proposer/objective errors in a row: {record.reason}"
+                    stop, wait_s = streaks.after(record.reason)
+                    if stop:
+                        stopped = stop
                         break
-                    # A proposer that could not propose (an endpoint down, answers that do not
-                    # parse) never ends the run; it waits longer after each miss in a row.
-                    misses = misses + 1 if record.reason.startswith(NO_PROPOSAL) else 0
-                    if misses:
-                        wait_s = min(MAX_PROPOSAL_BACKOFF_S, PROPOSAL_BACKOFF_S * 2 ** (misses - 1))
-                        if self._interrupted.wait(wait_s):
-                            raise Interrupted
+                    if wait_s and self._interrupted.wait(wait_s):
+                        raise Interrupted
                     if record.status is Status.INTERRUPTED:
                         raise Interrupted
         except (Interrupted, KeyboardInterrupt):

@@ -14,9 +14,10 @@ from ._acceptance import Acceptance, Evidence, Verdict
 from ._config import ResearchConfig
 from ._objective import MetricMissing, Objective
 from ._sandbox import RunSpec, Sandbox
+from ._scope import glob_match
 from ._session import Session, marker_prefix
 from ._types import Measurement, RunResult, Status
-from ._workspace import changed_files, glob_match
+from ._workspace import changed_files
 
 # Chars of a failed run's log handed to the proposer as the last failure.
 FAILURE_TAIL_CHARS = 4000

@@ -13,15 +13,14 @@ import posixpath
 import re
 import shutil
 import subprocess
-from collections.abc import Iterable, Sequence
-from functools import cache
+from collections.abc import Sequence
 from pathlib import Path
 
 from ._config import CONFIG_NAME
 from ._proc import GIT_LOCATION_VARS
+from ._scope import STATE_DIRNAME, apply_edits, check_path, glob_match
 from ._types import Edit
 
-STATE_DIRNAME = ".autoresearch"
 RESULTS_NAME = "results.tsv"
 _FALLBACK_IDENTITY = {
     "GIT_AUTHOR_NAME": "autoresearch",
@@ -33,39 +32,6 @@ _FALLBACK_IDENTITY = {
 
 class WorkspaceError(Exception):
     """A git or folder problem the user must fix; the message says what to do."""
-
-
-class ScopeError(Exception):
-    """A candidate's edit breaks the scope rules (the experiment is ``invalid``)."""
-
-
-@cache
-def _glob_regex(pattern: str) -> re.Pattern[str]:
-    out = []
-    i = 0
-    while i < len(pattern):
-        if pattern.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-        elif pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif pattern[i] == "*":
-            out.append("[^/]*")
-            i += 1
-        elif pattern[i] == "?":
-            out.append("[^/]")
-            i += 1
-        else:
-            out.append(re.escape(pattern[i]))
-            i += 1
-    return re.compile("".join(out) + r"\Z")
-
-
-def glob_match(path: str, patterns: Iterable[str]) -> bool:
-    """Whether a relative posix ``path`` matches any glob (``*`` within a segment, ``**``
-    across segments)."""
-    return any(_glob_regex(p.removeprefix("./")).match(path) for p in patterns)
 
 
 # Candidate commits run no user hooks and need no signing key (nobody is at the terminal).
@@ -301,74 +267,11 @@ class Workspace:
     # -- candidates --------------------------------------------------------------------------
     def check_path(self, raw: str) -> str:
         """The normalized domain-relative path of an edit, or ScopeError."""
-        if not raw or raw.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", raw) or "\0" in raw:
-            raise ScopeError(
-                f"{raw!r}: absolute paths are not allowed; use paths relative to the folder"
-            )
-        norm = posixpath.normpath(raw.replace("\\", "/"))
-        if norm == ".." or norm.startswith("../") or norm == ".":
-            raise ScopeError(f"{raw!r}: path escapes the research folder")
-        if norm.split("/")[0] in (STATE_DIRNAME, ".git"):
-            raise ScopeError(f"{raw!r}: the engine's own files are off-limits")
-        if glob_match(norm, self.fixed):
-            raise ScopeError(f"{raw!r}: a fixed (harness) file may not change")
-        if not glob_match(norm, self.editable):
-            raise ScopeError(f"{raw!r}: outside the editable files ({', '.join(self.editable)})")
-        return norm
+        return check_path(raw, self.editable, self.fixed)
 
     def apply(self, worktree: Path, edits: Sequence[Edit]) -> tuple[list[str], list[str]]:
-        """Validate every edit, then write them all (nothing is written if one is bad).
-        Returns the changed paths and, among them, the newly created ones (domain-relative)."""
-        if not edits:
-            raise ScopeError("the candidate has no edits")
-        base = self.worktree_domain(worktree).resolve()
-        planned: dict[str, str | None] = {}
-        for edit in edits:
-            rel = self.check_path(edit.path)
-            target = base / rel
-            _no_symlinks(base, rel)
-            if not target.resolve().is_relative_to(base):
-                raise ScopeError(f"{edit.path!r}: resolves outside the research folder")
-            current = planned[rel] if rel in planned else _read_or_none(target)
-            if edit.delete:
-                if current is None:
-                    raise ScopeError(f"{edit.path!r}: cannot delete, the file does not exist")
-                planned[rel] = None
-            elif edit.content is not None:
-                planned[rel] = edit.content
-            else:
-                assert edit.search is not None and edit.replace is not None
-                if current is None:
-                    raise ScopeError(f"{edit.path!r}: search/replace on a file that does not exist")
-                count = current.count(edit.search)
-                if count != 1:
-                    where = "not found" if count == 0 else f"found {count} times"
-                    raise ScopeError(
-                        f"{edit.path!r}: search text {where}; it must match exactly once: "
-                        f"{edit.search[:80]!r}"
-                    )
-                planned[rel] = current.replace(edit.search, edit.replace, 1)
-        changed = [rel for rel, text in planned.items() if text != _read_or_none(base / rel)]
-        if not changed:
-            raise ScopeError("the candidate changes nothing")
-        for rel in changed:
-            try:
-                (planned[rel] or "").encode("utf-8")
-            except UnicodeEncodeError as e:
-                raise ScopeError(f"{rel!r}: content is not valid text ({e})") from None
-        created = [rel for rel in changed if not (base / rel).exists()]
-        # The worktree is thrown away if a write fails, so a half-applied candidate never runs.
-        for rel in changed:
-            target, text = base / rel, planned[rel]
-            try:
-                if text is None:
-                    target.unlink()
-                else:
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    target.write_text(text, encoding="utf-8")
-            except OSError as e:
-                raise ScopeError(f"{rel!r}: cannot write ({e})") from None
-        return sorted(changed), sorted(created)
+        """Apply a candidate's edits in a worktree, all or nothing (see ``apply_edits``)."""
+        return apply_edits(self.worktree_domain(worktree), edits, self.editable, self.fixed)
 
     def commit(
         self,
@@ -451,23 +354,6 @@ def _worktree_head(worktree: Path) -> str | None:
     except OSError:
         return None
     return head if re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", head) else None
-
-
-def _read_or_none(path: Path) -> str | None:
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError) as e:  # a directory, a path through a file, ...
-        raise ScopeError(f"{path.name}: cannot edit ({e})") from None
-
-
-def _no_symlinks(base: Path, rel: str) -> None:
-    current = base
-    for part in rel.split("/"):
-        current = current / part
-        if current.is_symlink():
-            raise ScopeError(f"{rel!r}: goes through a symlink ({part}); symlinks are not followed")
 
 
 def changed_files(before: dict[str, str], after: dict[str, str]) -> list[str]:

@@ -20,6 +20,7 @@ from ._config import load_config
 from ._fake_openai import FakeOpenAIServer, Reply
 from ._objective import MetricMissing, Objective
 from ._proposer import Proposer
+from ._scope import ScopeError, glob_match
 from ._scripted import ScriptedProposer, load_script, parse_candidate
 from ._types import (
     Candidate,
@@ -30,7 +31,7 @@ from ._types import (
     RunResult,
     Status,
 )
-from ._workspace import ScopeError, Workspace, glob_match, init_repo
+from ._workspace import Workspace, init_repo
 
 __all__ = [
     "FakeObjective",

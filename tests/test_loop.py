@@ -312,10 +312,10 @@ def test_failed_proposals_record_their_spend_and_budget_exhaustion_stops(toy: Pa
 def test_failed_proposals_never_end_the_run_but_proposer_bugs_do(
     toy: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from autoresearch import _loop
+    from autoresearch import _budget
     from autoresearch._proposer import ProposalError
 
-    monkeypatch.setattr(_loop, "PROPOSAL_BACKOFF_S", 0.01)
+    monkeypatch.setattr(_budget, "PROPOSAL_BACKOFF_S", 0.01)
 
     class Unparseable(ScriptedProposer):
         def propose(self, context):  # type: ignore[no-untyped-def]
