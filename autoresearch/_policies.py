@@ -161,9 +161,17 @@ class Sequential(Repeated):
     default_repeats = 7
     default_test = "z"
     default_p_value = 0.03
+    # Runs of the incumbent before judging (incumbent_min) and while pairing (incumbent_runs):
+    # six at the default depth; a lower ``repeats`` (a coarser policy for slow experiments)
+    # lowers them too, so a cheap preset stays cheap.
     incumbent_min = 6
     incumbent_runs = 6
     futility_fraction = 0.6
+
+    def __init__(self, config: AcceptanceConfig | None = None) -> None:
+        super().__init__(config)
+        if self.config.repeats is not None and self.config.repeats < self.incumbent_min:
+            self.incumbent_min = self.incumbent_runs = self.config.repeats
 
     def final_bar(self, sigma: float, incumbent_runs: int) -> float:
         """The mean gain a z-test at ``p_value`` needs after ``repeats`` runs of the

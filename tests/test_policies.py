@@ -221,3 +221,12 @@ def test_sequential_beats_greedy_on_false_discoveries() -> None:
     assert seq.aa_keeps < greedy.aa_keeps / 4
     assert abs(seq.rep_minus_true_sigma) < greedy.rep_minus_true_sigma / 2
     assert seq.runs_per_cand < 2.5 * greedy.runs_per_cand
+
+
+def test_sequential_with_fewer_repeats_needs_fewer_incumbent_runs() -> None:
+    cheap = Sequential(AcceptanceConfig(repeats=3))
+    # Three incumbent runs (a baseline and two calibration runs) are enough to judge.
+    decision = cheap.decide(ev([1.08], inc=[1.0, 1.01, 0.99]))
+    assert decision.more_incumbent == 0
+    default = Sequential(AcceptanceConfig())
+    assert default.decide(ev([1.08], inc=[1.0, 1.01, 0.99])).more_incumbent == 3
