@@ -331,9 +331,9 @@ class Workspace:
         self._files_cache[key] = out
         return dict(out)
 
-    def snapshot(self, domain: Path, hashes: bool = True) -> dict[str, str]:
+    def snapshot(self, domain: Path) -> dict[str, str]:
         """Hashes of every editable and fixed file under ``domain`` (to detect changes made
-        while a run was going); with ``hashes=False`` only the paths (values empty)."""
+        while a run was going)."""
         out = {}
         patterns = (*self.editable, *self.fixed)
         for dirpath, dirnames, filenames in os.walk(domain):
@@ -342,7 +342,7 @@ class Workspace:
                 full = Path(dirpath) / name
                 rel = full.relative_to(domain).as_posix()
                 if glob_match(rel, patterns) and not full.is_symlink():
-                    out[rel] = sha256_file(full) if hashes else ""
+                    out[rel] = sha256_file(full)
         return out
 
 
