@@ -39,6 +39,12 @@ REGIME_STAY_P = 0.99
 MARKET_BETA = 0.3
 
 
+# Bars a year may differ from TRADING_PERIODS_PER_YEAR by this factor (holidays, gaps)
+# before the data is refused.
+SPACING_TOLERANCE = 1.5
+DAYS_PER_YEAR = 365.25
+
+
 class DataError(Exception):
     """Input data that cannot be used; the message names the file, the column and the fix."""
 
@@ -207,4 +213,21 @@ def load_file(path: Path) -> dict[str, pd.DataFrame]:
             f"{path}: {len(out['close'])} bars where every asset has a price; at least "
             f"{MIN_BARS} are needed for in-sample, walk-forward validation and a holdout."
         )
+    _check_bar_spacing(path, out["close"].index)
     return out
+
+
+def _check_bar_spacing(path: Path, index: pd.Index) -> None:
+    """Annualised figures assume TRADING_PERIODS_PER_YEAR bars a year (252: daily). Weekly
+    or intraday bars under the daily figure would skew every Sharpe ratio silently."""
+    declared = float(os.environ.get("TRADING_PERIODS_PER_YEAR", "252"))
+    span_years = (index[-1] - index[0]).days / DAYS_PER_YEAR
+    if span_years <= 0:
+        return
+    per_year = (len(index) - 1) / span_years
+    if not declared / SPACING_TOLERANCE <= per_year <= declared * SPACING_TOLERANCE:
+        raise DataError(
+            f"{path}: about {per_year:.0f} bars a year, but TRADING_PERIODS_PER_YEAR is "
+            f'{declared:g}; set TRADING_PERIODS_PER_YEAR = "{round(per_year)}" in the '
+            "[env] table of autoresearch.toml so annualised figures are right."
+        )

@@ -510,3 +510,19 @@ def test_knob_search_runs_offline_and_status_deflates_the_best(
     assert "holdout" not in plain.output
     shown = CliRunner().invoke(app, ["status", str(domain), "--json", "--holdout"])
     assert "holdout_sharpe" in shown.output
+
+
+def test_weekly_bars_under_a_daily_annualisation_are_refused(
+    harness: ModuleType, tmp_path: Path
+) -> None:
+    import prices
+
+    dates = pd.date_range("2010-01-01", periods=300, freq="W-FRI")
+    lines = ["Date,Symbol,Open,High,Low,Close,Volume"]
+    for i, d in enumerate(dates):
+        p = 100 + i * 0.1
+        lines.append(f"{d.date()},AAA,{p},{p + 1},{p - 1},{p + 0.5},1000")
+    path = tmp_path / "weekly.csv"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(prices.DataError, match='TRADING_PERIODS_PER_YEAR = "52"'):
+        prices.load_file(path)
