@@ -318,9 +318,9 @@ class LLMProposer(Proposer):
                 # Not counted as an attempt: at most one adaptation per known parameter.
                 if e.status_code == 400 and self._drop_unsupported(error_message(e)):
                     continue
-                if e.status_code == 429:
+                if e.status_code in (429, 503):  # both may say when to come back
                     wait_s = retry_after_s(e.response.headers)
-                elif e.status_code < 500 and e.status_code not in (408, 409):
+                if e.status_code < 500 and e.status_code not in (408, 409, 429):
                     raise LLMError(
                         status_hint(e.status_code, problem), this.tokens, this.cost_usd
                     ) from None

@@ -314,3 +314,10 @@ def test_passes_the_shared_proposer_check(tmp_path: Path, server: FakeOpenAIServ
     server.add(Reply(move), Reply(move.replace("X = 3.0", "X = 2.0")))
     candidates = check_proposer(make(server.base_url), domain, rounds=2)
     assert [c.description for c in candidates] == ["move X to 3", "move X to 3"]
+
+
+def test_503_honours_retry_after_too(server: FakeOpenAIServer) -> None:
+    server.add(Reply(status=503, headers={"Retry-After": "4"}), Reply(GOOD))
+    sleeps: list[float] = []
+    make(server.base_url, sleeps, max_retries=2).propose(context())
+    assert sleeps == [4.0]
