@@ -10,6 +10,7 @@ from pathlib import Path
 from types import FrameType
 
 import pytest
+from conftest import pids_alive
 
 from autoresearch import _agent
 from autoresearch._agent import AgentCLIProposer
@@ -43,20 +44,6 @@ def agent(tmp_path: Path, command: str, **config: object) -> AgentCLIProposer:
     return AgentCLIProposer(cfg, tmp_path / "toy", tmp_path / "state" / "agent-logs")
 
 
-def _pids_with(text: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmd = (entry / "cmdline").read_bytes()
-                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-            except OSError:
-                continue
-            if text.encode() in cmd and state != "Z":
-                found.append(int(entry.name))
-    return found
-
-
 def test_ctrl_c_during_a_proposal_kills_the_agent(tmp_path: Path, domain: Path) -> None:
     tracer = f"agent-interrupted-{tmp_path.name}"
     body = "import time; time.sleep(60)"
@@ -74,7 +61,7 @@ def test_ctrl_c_during_a_proposal_kills_the_agent(tmp_path: Path, domain: Path) 
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
-    assert _pids_with(tracer) == []
+    assert pids_alive(tracer) == []
 
 
 def test_time_limit_holds_with_a_prompt_larger_than_the_pipe(tmp_path: Path, domain: Path) -> None:

@@ -10,6 +10,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import pids_alive
 
 from autoresearch._agent import PROPOSAL_FILE, AgentCLIProposer
 from autoresearch._config import AgentConfig, ConfigError
@@ -133,21 +134,7 @@ def test_time_limit_stops_the_agent_and_its_children(tmp_path: Path, domain: Pat
     with pytest.raises(ProposalError, match=r"did not finish within 1 s") as info:
         proposer.propose(context(domain))
     assert "thinking" in str(info.value)
-    assert _pids_with(tracer) == []
-
-
-def _pids_with(text: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmd = (entry / "cmdline").read_bytes()
-                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-            except OSError:
-                continue
-            if text.encode() in cmd and state != "Z":
-                found.append(int(entry.name))
-    return found
+    assert pids_alive(tracer) == []
 
 
 def test_failing_or_idle_agents_are_proposal_errors(tmp_path: Path, domain: Path) -> None:
