@@ -3,15 +3,12 @@
 The public surface is re-exported here; implementation lives in private modules.
 """
 
-from ._acceptance import Acceptance, Decision, Evidence, Greedy, Verdict
-from ._config import ConfigError, ResearchConfig, load_config
-from ._ledger import Ledger
-from ._loop import Loop
-from ._objective import MetricMissing, MetricObjective, Objective
-from ._proposer import Proposer, ProposerSettings
-from ._sandbox import LocalSandbox, RunSpec, Sandbox
-from ._types import (
-    BaselineFailed,
+from autoresearch._config import ResearchConfig, load_config
+from autoresearch._errors import BaselineFailed, ConfigError, MetricMissing
+from autoresearch._ledger import Ledger
+from autoresearch._loop import Loop
+from autoresearch._objective import MetricObjective, Objective
+from autoresearch._types import (
     Candidate,
     Context,
     Edit,
@@ -24,6 +21,9 @@ from ._types import (
     RunSummary,
     Status,
 )
+from autoresearch.acceptance._base import Acceptance, Decision, Evidence, Greedy, Verdict
+from autoresearch.execution._sandbox import LocalSandbox, RunSpec, Sandbox
+from autoresearch.proposers._base import Proposer, ProposerSettings
 
 __version__ = "0.1.0"
 

@@ -5,14 +5,12 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 
-from ._measure import OBJECTIVE_ERROR
+from autoresearch._types import HARNESS_CAUSES, Cause, ExperimentRecord
 
 # Consecutive proposer or objective bugs (exceptions other than ProposalError) after which
 # the loop gives up.
 MAX_HARNESS_ERRORS = 5
-PROPOSER_BUG = "proposer error"
-# A ProposalError: the proposer could not propose this time; the next try waits longer.
-NO_PROPOSAL = "no proposal"
+# After a ProposalError (the proposer could not propose this time) the next try waits longer.
 PROPOSAL_BACKOFF_S = 2.0
 MAX_PROPOSAL_BACKOFF_S = 300.0
 
@@ -67,12 +65,12 @@ class Streaks:
     errors: int = 0
     misses: int = 0
 
-    def after(self, reason: str) -> tuple[str | None, float]:
+    def after(self, record: ExperimentRecord) -> tuple[str | None, float]:
         """(why the run stops, or None; seconds to wait before the next proposal)."""
-        self.errors = self.errors + 1 if reason.startswith((PROPOSER_BUG, OBJECTIVE_ERROR)) else 0
+        self.errors = self.errors + 1 if record.cause in HARNESS_CAUSES else 0
         if self.errors >= MAX_HARNESS_ERRORS:
-            return f"{self.errors} proposer/objective errors in a row: {reason}", 0.0
-        self.misses = self.misses + 1 if reason.startswith(NO_PROPOSAL) else 0
+            return f"{self.errors} proposer/objective errors in a row: {record.reason}", 0.0
+        self.misses = self.misses + 1 if record.cause is Cause.NO_PROPOSAL else 0
         if not self.misses:
             return None, 0.0
         return None, min(MAX_PROPOSAL_BACKOFF_S, PROPOSAL_BACKOFF_S * 2 ** (self.misses - 1))

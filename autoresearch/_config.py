@@ -13,14 +13,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-CONFIG_NAME = "autoresearch.toml"
-# The hard kill lands this far above the experiment's own budget unless timeout_s is set.
-DEFAULT_TIMEOUT_MARGIN_S = 60.0
-DEFAULT_TIMEOUT_FACTOR = 1.5
+from autoresearch._errors import ConfigError
+from autoresearch._layout import CONFIG_NAME
 
-
-class ConfigError(Exception):
-    """A config that cannot be used; the message says the file, the field and the fix."""
+# Start-up (imports, data loading, a model build) allowed before the budget starts; load on a
+# shared machine can stretch it, so it ends early only when the command signals.
+DEFAULT_STARTUP_ALLOWANCE_S = 60.0
+# Time past the budget before the hard kill, as a fraction of the budget (eval, saving).
+DEFAULT_GRACE_FACTOR = 0.5
 
 
 class _Model(BaseModel):
@@ -51,7 +51,8 @@ class ObjectiveConfig(_Model):
     class_path: str | None = Field(
         None,
         alias="class",
-        description="An Objective subclass as 'module:Class' (e.g. 'objectives.ml:ValBpb').",
+        description="An Objective subclass as 'module:Class': an installed module "
+        "('autoresearch.objectives.ml:ValBpb') or a fixed file of the folder ('objective:Cls').",
     )
     args: dict[str, Any] = Field(
         default_factory=dict, description="Keyword arguments for the objective class."
@@ -110,7 +111,7 @@ class AcceptanceConfig(_Model):
     )
 
 
-class Knob(_Model):
+class KnobSpec(_Model):
     name: str = Field(description="The knob's name (shown in descriptions).")
     file: str = Field(description="The editable file holding the constant, relative to the domain.")
     constant: str = Field(description="The UPPER_CASE module-level constant that holds the value.")
@@ -121,7 +122,7 @@ class Knob(_Model):
     choices: list[Any] | None = Field(None, description="categorical: the allowed values.")
 
     @model_validator(mode="after")
-    def _check(self) -> Knob:
+    def _check(self) -> KnobSpec:
         if not self.constant.isupper() or not self.constant.replace("_", "").isalnum():
             raise ValueError(f"knob {self.name!r}: constant {self.constant!r} is not UPPER_CASE")
         if self.type == "categorical":
@@ -201,7 +202,9 @@ class ProposerConfig(_Model):
     )
     seed: int = Field(0, description="Seed for search proposers.")
     script: str | None = Field(None, description="scripted: JSONL file, relative to the domain.")
-    knobs: list[Knob] = Field(default_factory=list, description="knob: the searchable constants.")
+    knobs: list[KnobSpec] = Field(
+        default_factory=list, description="knob: the searchable constants."
+    )
     llm: LLMConfig = Field(default_factory=LLMConfig, description="llm proposer settings.")
     agent: AgentConfig = Field(default_factory=AgentConfig, description="agent proposer settings.")
 
@@ -229,11 +232,33 @@ class ResearchConfig(_Model):
     time_budget_s: float = Field(
         300.0, gt=0, description="The experiment's budget, given as AUTORESEARCH_TIME_BUDGET_S."
     )
+    startup_allowance_s: float = Field(
+        DEFAULT_STARTUP_ALLOWANCE_S,
+        ge=0,
+        description="Start-up time allowed before the budget: it ends when the command "
+        "signals that budgeted work began (autoresearch.harness.budget_started).",
+    )
+    grace_s: float | None = Field(
+        None,
+        ge=0,
+        description="Time allowed past the budget before the hard kill (None: half the budget).",
+    )
     timeout_s: float | None = Field(
-        None, gt=0, description="Hard kill of the whole run (default: 1.5 x budget + 60 s)."
+        None,
+        gt=0,
+        description="An absolute ceiling on the command's wall time, on top of "
+        "start-up allowance + budget + grace (None: none).",
     )
     eval_timeout_s: float | None = Field(
-        None, gt=0, description="Hard kill of eval_command (default: the same as timeout_s)."
+        None,
+        gt=0,
+        description="Hard kill of eval_command (default: start-up allowance + budget + grace).",
+    )
+    baseline_retries: int = Field(
+        1,
+        ge=0,
+        description="Further attempts of a baseline that crashed or timed out on the "
+        "unmodified files before the run gives up.",
     )
     memory_limit_mb: int | None = Field(
         None, gt=0, description="Memory cap on the run's whole process tree (None: no cap)."
@@ -263,10 +288,16 @@ class ResearchConfig(_Model):
     default_preset: str | None = Field(None, description="Preset used when --preset is not given.")
 
     @property
+    def run_grace_s(self) -> float:
+        return self.time_budget_s * DEFAULT_GRACE_FACTOR if self.grace_s is None else self.grace_s
+
+    @property
     def hard_timeout_s(self) -> float:
-        if self.timeout_s is not None:
-            return self.timeout_s
-        return self.time_budget_s * DEFAULT_TIMEOUT_FACTOR + DEFAULT_TIMEOUT_MARGIN_S
+        """The longest a command can run: start-up allowance + budget + grace, capped by
+        ``timeout_s``. A command that signals its start early is killed earlier (the sandbox
+        moves the deadline to signal + budget + grace)."""
+        total = self.startup_allowance_s + self.time_budget_s + self.run_grace_s
+        return total if self.timeout_s is None else min(total, self.timeout_s)
 
     @model_validator(mode="after")
     def _check(self) -> ResearchConfig:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from ._config import ResearchConfig
-from ._session import Session
-from ._types import Context, HistoryEntry, RunSummary, Status
+from autoresearch._config import ResearchConfig
+from autoresearch._session import Session
+from autoresearch._types import Context, ExperimentKind, HistoryEntry, RunSummary, Status
 
 
 def build_context(
@@ -61,7 +61,9 @@ def run_summary(session: Session, best_value: float | None, stopped: str) -> Run
     included), never a best run."""
     ledger, tag = session.ledger, session.tag
     records = ledger.records(tag)
-    base = next((r for r in records if r.proposer == "baseline" and r.value is not None), None)
+    base = next(
+        (r for r in records if r.kind is ExperimentKind.BASELINE and r.value is not None), None
+    )
     base_values = ledger.run_values(tag, base.commit) if base and base.commit else []
     return RunSummary(
         tag=tag,

@@ -6,10 +6,10 @@ from __future__ import annotations
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from ._config import (
+from autoresearch._config import (
     AcceptanceConfig,
     AgentConfig,
-    Knob,
+    KnobSpec,
     LLMConfig,
     ObjectiveConfig,
     ProposerConfig,
@@ -21,7 +21,7 @@ _SECTIONS: tuple[tuple[str, type[BaseModel], tuple[str, ...]], ...] = (
     ("[objective]", ObjectiveConfig, ()),
     ("[acceptance]", AcceptanceConfig, ()),
     ("[proposer]", ProposerConfig, ("knobs", "llm", "agent")),
-    ("[[proposer.knobs]]", Knob, ()),
+    ("[[proposer.knobs]]", KnobSpec, ()),
     ("[proposer.llm]", LLMConfig, ()),
     ("[proposer.agent]", AgentConfig, ()),
     ("[presets.NAME]", ResearchConfig, ()),

@@ -6,8 +6,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from ._config import CONFIG_NAME, ConfigError, read_raw
-from ._workspace import STATE_DIRNAME, init_repo
+from autoresearch._config import CONFIG_NAME, read_raw
+from autoresearch._errors import ConfigError
+from autoresearch._workspace import STATE_DIRNAME, init_repo
 
 _HERE = Path(__file__).resolve().parent
 

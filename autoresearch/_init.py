@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ._config import CONFIG_NAME, ConfigError, load_config
+from autoresearch._config import CONFIG_NAME, load_config
+from autoresearch._errors import ConfigError
 
 
 def _toml_str(value: str) -> str:

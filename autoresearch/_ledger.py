@@ -3,18 +3,31 @@ regenerated from it atomically, with the upstream columns first."""
 
 from __future__ import annotations
 
+import enum
 import json
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ._types import FINAL_STATUSES, ExperimentRecord, Measurement, RunResult, Status
+from autoresearch._types import (
+    FINAL_STATUSES,
+    Cause,
+    ExperimentKind,
+    ExperimentRecord,
+    Measurement,
+    RunKind,
+    RunRecord,
+    RunResult,
+    Status,
+    TagInfo,
+)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS tags (
@@ -32,7 +45,8 @@ CREATE TABLE IF NOT EXISTS experiments (
     meta TEXT NOT NULL DEFAULT '{}', tokens INTEGER NOT NULL DEFAULT 0,
     cost_usd REAL NOT NULL DEFAULT 0, memory_gb REAL, content_hash TEXT,
     started_at REAL NOT NULL, finished_at REAL, propose_s REAL, run_s REAL,
-    diff TEXT NOT NULL DEFAULT '', log_path TEXT, n_runs INTEGER NOT NULL DEFAULT 0
+    diff TEXT NOT NULL DEFAULT '', log_path TEXT, n_runs INTEGER NOT NULL DEFAULT 0,
+    kind TEXT NOT NULL DEFAULT 'candidate', cause TEXT
 );
 CREATE INDEX IF NOT EXISTS experiments_tag ON experiments(tag);
 CREATE INDEX IF NOT EXISTS experiments_hash ON experiments(tag, content_hash);
@@ -46,20 +60,38 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 CREATE INDEX IF NOT EXISTS runs_commit ON runs(tag, commit_sha);
 """
-RUN_KINDS = ("baseline", "candidate", "calibration", "re-measure")
+RUN_KINDS = tuple(k.value for k in RunKind)
+# Columns added since schema 1: (table, column, definition). Old ledgers get them on open.
+_MIGRATIONS = (
+    ("experiments", "kind", "TEXT NOT NULL DEFAULT 'candidate'"),
+    ("experiments", "cause", "TEXT"),
+)
 
 
 class Ledger:
     """Every experiment and every sandbox run of a domain folder, all tags, in one SQLite file.
 
-    Writes are committed (WAL) before the loop moves on, so a killed
-    driver loses nothing it had recorded. One writer at a time (the driver holds a lock).
+    Writes are committed (WAL) before the loop moves on, so a killed driver loses nothing it
+    had recorded. One driver writes (it holds the folder's lock). Thread safety: one Ledger
+    may be shared by threads (a writer thread while others read); every statement runs under
+    the ledger's lock. Readers in other processes open their own (``Ledger.open_readonly``);
+    WAL lets them read while the driver writes.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, readonly: bool = False) -> None:
         self.path = path
+        self._lock = threading.RLock()
+        if readonly:
+            uri = f"file:{path.resolve()}?mode=ro"
+            self._db = sqlite3.connect(
+                uri, uri=True, timeout=30.0, isolation_level=None, check_same_thread=False
+            )
+            self._db.row_factory = sqlite3.Row
+            return
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+        self._db = sqlite3.connect(
+            path, timeout=30.0, isolation_level=None, check_same_thread=False
+        )
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         # WAL + NORMAL: a committed row survives the driver being killed (the crash that
@@ -70,22 +102,44 @@ class Ledger:
             for stmt in _SCHEMA.split(";"):
                 if stmt.strip():
                     self._db.execute(stmt)
+            for table, column, definition in _MIGRATIONS:
+                have = {r["name"] for r in self._db.execute(f"PRAGMA table_info({table})")}
+                if column not in have:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+            # Rows of schema 1 found the baseline by its proposer's name.
             self._db.execute(
-                "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+                "UPDATE experiments SET kind='baseline' WHERE proposer='baseline'"
+                " AND kind='candidate'"
+            )
+            self._db.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
             )
 
+    @classmethod
+    def open_readonly(cls, path: Path) -> Ledger:
+        """A reader for reports and dashboards: it never writes, and never creates the file."""
+        if not path.is_file():
+            raise FileNotFoundError(path)
+        return cls(path, readonly=True)
+
     def close(self) -> None:
-        self._db.close()
+        with self._lock:
+            self._db.close()
+
+    def _q(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
 
     @contextmanager
     def _tx(self) -> Iterator[None]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
     # -- tags --------------------------------------------------------------------------------
     def create_tag(
@@ -116,15 +170,17 @@ class Ledger:
                 ),
             )
 
-    def tag(self, tag: str) -> sqlite3.Row | None:
-        row: sqlite3.Row | None = self._db.execute(
-            "SELECT * FROM tags WHERE tag=?", (tag,)
-        ).fetchone()
-        return row
+    def tag_info(self, tag: str) -> TagInfo | None:
+        rows = self._q("SELECT * FROM tags WHERE tag=?", (tag,))
+        return _tag_info(rows[0]) if rows else None
+
+    def tags(self) -> list[TagInfo]:
+        """Every tag of this folder, oldest first."""
+        return [_tag_info(r) for r in self._q("SELECT * FROM tags ORDER BY created_at")]
 
     def latest_tag(self) -> str | None:
-        row = self._db.execute("SELECT tag FROM tags ORDER BY created_at DESC LIMIT 1").fetchone()
-        return row["tag"] if row else None
+        rows = self._q("SELECT tag FROM tags ORDER BY created_at DESC LIMIT 1")
+        return rows[0]["tag"] if rows else None
 
     def set_tag_state(self, tag: str, state: str) -> None:
         with self._tx():
@@ -146,14 +202,15 @@ class Ledger:
         tokens: int = 0,
         cost_usd: float = 0.0,
         propose_s: float | None = None,
+        kind: ExperimentKind = ExperimentKind.CANDIDATE,
     ) -> int:
         """Write the experiment's row as ``running`` before anything runs (so a crash of the
         driver leaves a row that resume turns into ``interrupted``)."""
         with self._tx():
             cur = self._db.execute(
                 "INSERT INTO experiments (tag, status, description, hypothesis, proposer,"
-                " parent_commit, meta, tokens, cost_usd, started_at, propose_s)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                " parent_commit, meta, tokens, cost_usd, started_at, propose_s, kind)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     tag,
                     Status.RUNNING.value,
@@ -166,6 +223,7 @@ class Ledger:
                     cost_usd,
                     time.time(),
                     propose_s,
+                    kind.value,
                 ),
             )
         assert cur.lastrowid is not None
@@ -178,63 +236,83 @@ class Ledger:
         for key in ("secondary", "holdout", "meta"):
             if key in fields:
                 fields[key] = json.dumps(dict(fields[key]), default=str)
-        if isinstance(fields.get("status"), Status):
-            fields["status"] = fields["status"].value
+        for key in ("status", "cause", "kind"):
+            if isinstance(fields.get(key), enum.Enum):
+                fields[key] = fields[key].value
         cols = ", ".join(f"{k}=?" for k in fields)
         with self._tx():
             self._db.execute(
                 f"UPDATE experiments SET {cols} WHERE id=?", (*fields.values(), experiment_id)
             )
 
-    def finish(self, experiment_id: int, status: Status, reason: str = "", **fields: Any) -> None:
+    def finish(
+        self,
+        experiment_id: int,
+        status: Status,
+        reason: str = "",
+        cause: Cause | None = None,
+        **fields: Any,
+    ) -> None:
         assert status in FINAL_STATUSES, status
-        self.update(experiment_id, status=status, reason=reason, finished_at=time.time(), **fields)
+        self.update(
+            experiment_id,
+            status=status,
+            reason=reason,
+            cause=cause,
+            finished_at=time.time(),
+            **fields,
+        )
 
-    def records(self, tag: str) -> list[ExperimentRecord]:
-        rows = self._db.execute("SELECT * FROM experiments WHERE tag=? ORDER BY id", (tag,))
+    def history(self, tag: str) -> list[ExperimentRecord]:
+        """Every experiment of ``tag``, oldest first."""
+        rows = self._q("SELECT * FROM experiments WHERE tag=? ORDER BY id", (tag,))
         return [_record(r) for r in rows]
 
-    def record(self, experiment_id: int) -> ExperimentRecord:
-        row = self._db.execute("SELECT * FROM experiments WHERE id=?", (experiment_id,)).fetchone()
-        return _record(row)
+    def records(self, tag: str) -> list[ExperimentRecord]:
+        """The same as ``history`` (the name plug-ins have used since the first release)."""
+        return self.history(tag)
 
-    def row(self, experiment_id: int) -> sqlite3.Row | None:
-        row: sqlite3.Row | None = self._db.execute(
-            "SELECT * FROM experiments WHERE id=?", (experiment_id,)
-        ).fetchone()
-        return row
+    def record(self, experiment_id: int) -> ExperimentRecord:
+        rows = self._q("SELECT * FROM experiments WHERE id=?", (experiment_id,))
+        if not rows:
+            raise KeyError(f"no experiment {experiment_id} in {self.path}")
+        return _record(rows[0])
+
+    def diff(self, experiment_id: int) -> str:
+        """The diff an experiment applied ('' for none)."""
+        rows = self._q("SELECT diff FROM experiments WHERE id=?", (experiment_id,))
+        return str(rows[0]["diff"]) if rows else ""
 
     def find_measured(self, tag: str, content_hash: str) -> ExperimentRecord | None:
         """An earlier experiment of this tag with the same content that got a value."""
-        row = self._db.execute(
+        rows = self._q(
             "SELECT * FROM experiments WHERE tag=? AND content_hash=? AND value IS NOT NULL"
             " ORDER BY id DESC LIMIT 1",
             (tag, content_hash),
-        ).fetchone()
-        return _record(row) if row else None
+        )
+        return _record(rows[0]) if rows else None
 
     def interrupt_running(self, tag: str, reason: str) -> list[int]:
         """Turn rows a dead driver left ``running`` into ``interrupted``."""
-        ids = [
-            r["id"]
-            for r in self._db.execute(
-                "SELECT id FROM experiments WHERE tag=? AND status=?", (tag, Status.RUNNING.value)
-            )
-        ]
+        rows = self._q(
+            "SELECT id FROM experiments WHERE tag=? AND status=?", (tag, Status.RUNNING.value)
+        )
+        ids = [int(r["id"]) for r in rows]
         for i in ids:
-            self.finish(i, Status.INTERRUPTED, reason)
+            self.finish(i, Status.INTERRUPTED, reason, Cause.INTERRUPTED)
         return ids
 
     def count_candidates(self, tag: str) -> int:
         """Experiments of this tag other than the baseline."""
-        row = self._db.execute(
-            "SELECT COUNT(*) FROM experiments WHERE tag=? AND proposer != 'baseline'", (tag,)
-        ).fetchone()
-        return int(row[0])
+        rows = self._q(
+            "SELECT COUNT(*) FROM experiments WHERE tag=? AND kind != ?",
+            (tag, ExperimentKind.BASELINE.value),
+        )
+        return int(rows[0][0])
 
     def counts(self, tag: str) -> dict[str, int]:
         out = {s.value: 0 for s in FINAL_STATUSES}
-        for r in self._db.execute(
+        for r in self._q(
             "SELECT status, COUNT(*) AS n FROM experiments WHERE tag=? GROUP BY status", (tag,)
         ):
             if r["status"] in out:
@@ -242,11 +320,11 @@ class Ledger:
         return out
 
     def spend(self, tag: str) -> tuple[int, float]:
-        r = self._db.execute(
+        r = self._q(
             "SELECT COALESCE(SUM(tokens),0) AS t, COALESCE(SUM(cost_usd),0) AS c"
             " FROM experiments WHERE tag=?",
             (tag,),
-        ).fetchone()
+        )[0]
         return int(r["t"]), float(r["c"])
 
     # -- runs --------------------------------------------------------------------------------
@@ -254,13 +332,14 @@ class Ledger:
         self,
         tag: str,
         experiment_id: int | None,
-        kind: str,
+        kind: RunKind | str,
         commit: str,
         run: RunResult,
         measurement: Measurement | None,
         status: Status | None = None,
         reason: str = "",
     ) -> None:
+        kind = str(kind)
         assert kind in RUN_KINDS, kind
         final = status or run.failure or Status.KEEP
         with self._tx():
@@ -290,7 +369,7 @@ class Ledger:
     def run_values(self, tag: str, commit: str) -> list[float]:
         """Every measured value of ``commit`` in this tag (baseline, candidate, re-measure and
         calibration runs alike), oldest first."""
-        rows = self._db.execute(
+        rows = self._q(
             "SELECT value FROM runs WHERE tag=? AND commit_sha=? AND value IS NOT NULL ORDER BY id",
             (tag, commit),
         )
@@ -299,22 +378,38 @@ class Ledger:
     def values_by_commit(self, tag: str) -> dict[str, list[float]]:
         """Measured values of every run of this tag, grouped by commit, oldest first."""
         out: dict[str, list[float]] = {}
-        for r in self._db.execute(
+        for r in self._q(
             "SELECT commit_sha, value FROM runs WHERE tag=? AND value IS NOT NULL ORDER BY id",
             (tag,),
         ):
             out.setdefault(r["commit_sha"], []).append(float(r["value"]))
         return out
 
-    def run_count(self, tag: str) -> int:
-        return int(self._db.execute("SELECT COUNT(*) FROM runs WHERE tag=?", (tag,)).fetchone()[0])
+    def run_count(self, tag: str, commit: str | None = None) -> int:
+        """Runs of this tag (of ``commit`` only, when given), failed ones included."""
+        if commit is None:
+            rows = self._q("SELECT COUNT(*) FROM runs WHERE tag=?", (tag,))
+        else:
+            rows = self._q("SELECT COUNT(*) FROM runs WHERE tag=? AND commit_sha=?", (tag, commit))
+        return int(rows[0][0])
+
+    def runs(self, tag: str, experiment_id: int | None = None) -> list[RunRecord]:
+        """Every sandbox run of ``tag`` (of one experiment, when given), oldest first."""
+        if experiment_id is None:
+            rows = self._q("SELECT * FROM runs WHERE tag=? ORDER BY id", (tag,))
+        else:
+            rows = self._q(
+                "SELECT * FROM runs WHERE tag=? AND experiment_id=? ORDER BY id",
+                (tag, experiment_id),
+            )
+        return [_run_record(r) for r in rows]
 
     # -- results.tsv -------------------------------------------------------------------------
     def write_results_tsv(self, path: Path, metric: str) -> None:
         """Regenerate ``results.tsv`` (all tags, oldest first) via a temp file + rename."""
         header = ["commit", metric, "memory_gb", "status", "description", "id", "tag", "reason"]
         lines = ["\t".join(header)]
-        for r in self._db.execute(
+        for r in self._q(
             "SELECT * FROM experiments WHERE status != ? ORDER BY id", (Status.RUNNING.value,)
         ):
             commit = (r["commit_sha"] or r["parent_commit"] or "")[:7]
@@ -360,4 +455,47 @@ def _record(r: sqlite3.Row) -> ExperimentRecord:
         cost_usd=r["cost_usd"],
         memory_gb=r["memory_gb"],
         content_hash=r["content_hash"],
+        kind=ExperimentKind(r["kind"]),
+        cause=Cause(r["cause"]) if r["cause"] else None,
+        n_runs=r["n_runs"],
+        started_at=r["started_at"],
+        finished_at=r["finished_at"],
+        log_path=r["log_path"],
+    )
+
+
+def _run_record(r: sqlite3.Row) -> RunRecord:
+    return RunRecord(
+        id=r["id"],
+        experiment_id=r["experiment_id"],
+        tag=r["tag"],
+        kind=r["kind"],
+        commit=r["commit_sha"],
+        seed=r["seed"],
+        status=r["status"],
+        reason=r["reason"],
+        exit_code=r["exit_code"],
+        wall_s=r["wall_s"],
+        peak_memory_mb=r["peak_memory_mb"],
+        value=r["value"],
+        secondary=json.loads(r["secondary"]),
+        holdout=json.loads(r["holdout"]),
+        log_path=r["log_path"],
+        started_at=r["started_at"],
+    )
+
+
+def _tag_info(r: sqlite3.Row) -> TagInfo:
+    return TagInfo(
+        tag=r["tag"],
+        branch=r["branch"],
+        base_commit=r["base_commit"],
+        created_at=r["created_at"],
+        preset=r["preset"],
+        metric=r["metric"],
+        direction=r["direction"],
+        config=json.loads(r["config_json"]),
+        versions=json.loads(r["versions_json"]),
+        state=r["state"],
+        noise_sigma=r["noise_sigma"],
     )

@@ -7,32 +7,53 @@ import hashlib
 import json
 import statistics
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._acceptance import Acceptance, Evidence, Verdict
-from ._config import ResearchConfig
-from ._objective import MetricMissing, Objective
-from ._sandbox import RunSpec, Sandbox
-from ._scope import glob_match
-from ._session import Session, marker_prefix
-from ._types import Measurement, RunResult, Status
-from ._workspace import changed_files
+from autoresearch._config import ResearchConfig
+from autoresearch._errors import Interrupted, MetricMissing
+from autoresearch._layout import RunFiles, reserve_run_files
+from autoresearch._objective import Objective
+from autoresearch._scope import glob_match
+from autoresearch._session import Session, marker_prefix
+from autoresearch._types import Cause, Measurement, RunKind, RunResult, Status
+from autoresearch._workspace import changed_files
+from autoresearch.acceptance._base import Acceptance, Evidence, Verdict
+from autoresearch.execution._sandbox import RunSpec, Sandbox
 
 # Chars of a failed run's log handed to the proposer as the last failure.
 FAILURE_TAIL_CHARS = 4000
 
 
-# Reasons that start with this are the harness's (or the user's objective's) fault, not the
-# candidate's; the loop stops after a few in a row.
-OBJECTIVE_ERROR = "objective error"
+@dataclass(frozen=True)
+class RunOutcome:
+    """One measured run: its result and measurement, or why it failed (``failure`` and
+    ``cause``), with the log tail a proposer is shown (``failure_note``)."""
+
+    run: RunResult | None = None
+    measurement: Measurement | None = None
+    failure: Status | None = None
+    cause: Cause | None = None
+    reason: str = ""
+    failure_note: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None and self.measurement is not None
 
 
-class Interrupted(Exception):
-    """A run ended because of Ctrl-C / SIGTERM: the loop stops."""
+@dataclass
+class Judgement:
+    """What measuring a candidate came to: the verdict (or a failure), and every run of the
+    candidate (first and repeats) with its measurement."""
 
-
-Runs = list[tuple[RunResult, Measurement]]
+    verdict: Verdict | None
+    reason: str
+    runs: list[tuple[RunResult, Measurement]] = field(default_factory=list)
+    failure: Status | None = None
+    cause: Cause | None = None
+    failure_note: str | None = None
 
 
 class Measurer:
@@ -58,36 +79,22 @@ class Measurer:
         self.acceptance = acceptance
         self.domain_dir = domain_dir
         self.gpu_ids = gpu_ids
-        # What the next proposal is told about the experiment before it (None: it went fine).
-        self._last_failure: str | None = None
         self._fixed_hashes: dict[str, str] | None = None
         self._used: set[Path] = set()
-
-    @property
-    def last_failure(self) -> str | None:
-        return self._last_failure
-
-    @last_failure.setter
-    def last_failure(self, value: str | None) -> None:
-        self._last_failure = value
-
-    def _require_session(self) -> Session:
-        return self.session
 
     def measure(
         self,
         exp: int | None,
-        kind: str,
+        kind: RunKind,
         commit: str,
         worktree: Path,
         folder: Path,
         before: dict[str, str],
-    ) -> tuple[Status | None, str, list[tuple[RunResult, Measurement]]]:
-        """One sandbox run of ``commit`` in ``worktree``, recorded in the runs table. Returns
-        (failure status or None, reason, [(run, measurement)])."""
-        s = self._require_session()
-        n = len(s.ledger.run_values(s.tag, commit))
-        suffix = "" if n == 0 else f"-{n + 1}"
+    ) -> RunOutcome:
+        """One sandbox run of ``commit`` in ``worktree``, recorded in the runs table."""
+        s = self.session
+        # Every run of a commit gets a seed of its own, failed runs included.
+        seed = s.ledger.run_count(s.tag, commit)
         domain = s.workspace.worktree_domain(worktree)
         if worktree in self._used:
             # A repeat starts from the committed files alone: outputs of the run before it
@@ -101,54 +108,39 @@ class Measurer:
             self._fixed_hashes = fixed_now
         if fixed_now != self._fixed_hashes:
             bad = changed_files(self._fixed_hashes, fixed_now)
-            return Status.INVALID, f"fixed files differ from the baseline: {', '.join(bad)}", []
-        spec = RunSpec(
-            workdir=domain,
-            command=self.config.command,
-            log_path=folder / f"run{suffix}.log",
-            time_budget_s=self.config.time_budget_s,
-            timeout_s=self.config.hard_timeout_s,
-            seed=n,
-            eval_command=self.config.eval_command,
-            eval_log_path=folder / f"eval{suffix}.log" if self.config.eval_command else None,
-            eval_timeout_s=self.config.eval_timeout_s,
-            memory_limit_mb=self.config.memory_limit_mb,
-            log_limit_mb=self.config.log_limit_mb,
-            network=self.config.network,
-            env=self.config.env,
-            env_allow=tuple(self.config.env_allow),
-            env_deny=(*self.config.env_deny, *self.deny_env),
-            marker_prefix=marker_prefix(self.domain_dir),
-            gpu_ids=self.gpu_ids,
-        )
-        run = self.sandbox.run(spec)
+            why = f"fixed files differ from the baseline: {', '.join(bad)}"
+            return RunOutcome(failure=Status.INVALID, cause=Cause.FIXED_FILES, reason=why)
+        stem = "incumbent-run" if kind is RunKind.INCUMBENT else "run"
+        files = reserve_run_files(folder, stem)
+        run = self.sandbox.run(self._spec(domain, files, seed))
         after = s.workspace.snapshot(domain)
         # Files the run changed or deleted; new files it wrote (outputs) do not matter.
         changed = [k for k in before if before[k] != after.get(k)]
         if run.failure is None and changed:
             s.ledger.add_run(s.tag, exp, kind, commit, run, None, Status.INVALID)
-            return Status.INVALID, f"files changed during the run: {', '.join(changed)}", []
+            why = f"files changed during the run: {', '.join(changed)}"
+            return RunOutcome(run, failure=Status.INVALID, cause=Cause.FILES_CHANGED, reason=why)
         if run.failure is not None:
             s.ledger.add_run(s.tag, exp, kind, commit, run, None)
-            self._last_failure = (
-                f"{run.failure.value}: {run.reason}\n{run.log_tail(FAILURE_TAIL_CHARS)}"
-            )
-            return run.failure, run.reason, []
+            note = f"{run.failure.value}: {run.reason}\n{run.log_tail(FAILURE_TAIL_CHARS)}"
+            cause = Cause.INTERRUPTED if run.failure is Status.INTERRUPTED else Cause.RUN_FAILED
+            return RunOutcome(run, None, run.failure, cause, run.reason, note)
         try:
             m = self.objective.measure(run)
         except MetricMissing as e:
             s.ledger.add_run(s.tag, exp, kind, commit, run, None, Status.CRASH, str(e))
-            self._last_failure = f"crash: {e}\n{run.log_tail(FAILURE_TAIL_CHARS)}"
-            return Status.CRASH, f"no metric: {e}", []
+            note = f"crash: {e}\n{run.log_tail(FAILURE_TAIL_CHARS)}"
+            return RunOutcome(run, None, Status.CRASH, Cause.NO_METRIC, f"no metric: {e}", note)
         except Exception as e:  # a bug in an objective fails this run, not the whole loop
-            why = f"{OBJECTIVE_ERROR}: {type(e).__name__}: {e}"
+            why = f"objective error: {type(e).__name__}: {e}"
             s.ledger.add_run(s.tag, exp, kind, commit, run, None, Status.CRASH, why)
-            self._last_failure = f"crash: {why}"
-            return Status.CRASH, why, []
+            return RunOutcome(run, None, Status.CRASH, Cause.OBJECTIVE_ERROR, why, f"crash: {why}")
         s.ledger.add_run(s.tag, exp, kind, commit, run, m)
         write_json(
-            folder / f"measurement{suffix}.json",
+            files.measurement,
             {
+                "kind": kind.value,
+                "commit": commit,
                 "primary": m.primary,
                 "secondary": dict(m.secondary),
                 "holdout": dict(m.holdout),
@@ -157,7 +149,30 @@ class Measurer:
                 "peak_memory_mb": run.peak_memory_mb,
             },
         )
-        return None, "", [(run, m)]
+        return RunOutcome(run, m)
+
+    def _spec(self, domain: Path, files: RunFiles, seed: int) -> RunSpec:
+        c = self.config
+        return RunSpec(
+            workdir=domain,
+            command=c.command,
+            log_path=files.log,
+            time_budget_s=c.time_budget_s,
+            timeout_s=c.hard_timeout_s,
+            after_signal_s=c.time_budget_s + c.run_grace_s,
+            seed=seed,
+            eval_command=c.eval_command,
+            eval_log_path=files.eval_log if c.eval_command else None,
+            eval_timeout_s=c.eval_timeout_s or c.hard_timeout_s,
+            memory_limit_mb=c.memory_limit_mb,
+            log_limit_mb=c.log_limit_mb,
+            network=c.network,
+            env=c.env,
+            env_allow=tuple(c.env_allow),
+            env_deny=(*c.env_deny, *self.deny_env),
+            marker_prefix=marker_prefix(self.domain_dir),
+            gpu_ids=self.gpu_ids,
+        )
 
     def decide(
         self,
@@ -166,12 +181,14 @@ class Measurer:
         worktree: Path,
         folder: Path,
         before: dict[str, str],
-        runs: list[tuple[RunResult, Measurement]],
+        first: RunOutcome,
         parent: str,
-    ) -> tuple[Verdict, str]:
+    ) -> Judgement:
         """Ask the acceptance policy; run what it asks for (interleaved) until it decides."""
-        s = self._require_session()
-        values = [m.primary for _, m in runs]
+        s = self.session
+        assert first.run is not None and first.measurement is not None
+        runs = [(first.run, first.measurement)]
+        values = [first.measurement.primary]
         inc_tree: Path | None = None
         try:
             while True:
@@ -183,29 +200,37 @@ class Measurer:
                 )
                 decision = self.acceptance.decide(evidence)
                 if decision.verdict is not Verdict.MEASURE:
-                    return decision.verdict, decision.reason
+                    return Judgement(decision.verdict, decision.reason, runs)
                 if len(values) >= self.acceptance.max_runs_per_candidate:
-                    return Verdict.DISCARD, f"undecided after {len(values)} runs: {decision.reason}"
+                    why = f"undecided after {len(values)} runs: {decision.reason}"
+                    return Judgement(Verdict.DISCARD, why, runs)
                 for i in range(max(decision.more_candidate, decision.more_incumbent)):
                     if i < decision.more_incumbent:
                         if inc_tree is None:
                             inc_tree = s.workspace.add_worktree(f"{s.tag}-{exp}-incumbent", parent)
                         inc_before = s.workspace.snapshot(s.workspace.worktree_domain(inc_tree))
-                        st, why, _ = self.measure(
-                            exp, "re-measure", parent, inc_tree, folder, inc_before
+                        inc = self.measure(
+                            exp, RunKind.INCUMBENT, parent, inc_tree, folder, inc_before
                         )
-                        if st is Status.INTERRUPTED:
+                        if inc.failure is Status.INTERRUPTED:
                             raise Interrupted
                     if i < decision.more_candidate:
-                        st, why, more = self.measure(
-                            exp, "re-measure", commit, worktree, folder, before
-                        )
-                        if st is Status.INTERRUPTED:
+                        more = self.measure(exp, RunKind.REPEAT, commit, worktree, folder, before)
+                        if more.failure is Status.INTERRUPTED:
                             raise Interrupted
-                        if st is not None:
-                            return Verdict.DISCARD, f"a repeat run failed ({st.value}: {why})"
-                        runs.extend(more)
-                        values.append(more[0][1].primary)
+                        if not more.ok:
+                            assert more.failure is not None
+                            why = f"a repeat run failed ({more.failure.value}: {more.reason})"
+                            return Judgement(
+                                Verdict.DISCARD,
+                                why,
+                                runs,
+                                cause=Cause.REPEAT_FAILED,
+                                failure_note=more.failure_note,
+                            )
+                        assert more.run is not None and more.measurement is not None
+                        runs.append((more.run, more.measurement))
+                        values.append(more.measurement.primary)
         finally:
             if inc_tree is not None:
                 s.workspace.remove_worktree(inc_tree)
@@ -215,16 +240,15 @@ class Measurer:
         n = self.acceptance.calibration_runs(done)
         if n <= 0:
             return None
-        s = self._require_session()
+        s = self.session
         incumbent = self.incumbent()
-        folder = s.workspace.state_dir / "runs" / s.tag / f"calibration-{done}"
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = s.workspace.layout.calibration_dir(s.tag, done)
         worktree = s.workspace.add_worktree(f"{s.tag}-calibration", incumbent)
         try:
             before = s.workspace.snapshot(s.workspace.worktree_domain(worktree))
             for _ in range(n):
-                st, _, _ = self.measure(None, "calibration", incumbent, worktree, folder, before)
-                if st is Status.INTERRUPTED:
+                out = self.measure(None, RunKind.CALIBRATION, incumbent, worktree, folder, before)
+                if out.failure is Status.INTERRUPTED:
                     raise Interrupted
         finally:
             s.workspace.remove_worktree(worktree)
@@ -237,7 +261,7 @@ class Measurer:
     def noise_sigma(self) -> float | None:
         """Pooled standard deviation of one run, from every commit measured more than once
         (calibration runs of the incumbent, repeats of candidates), None until there are any."""
-        s = self._require_session()
+        s = self.session
         num, dof = 0.0, 0
         for vals in s.ledger.values_by_commit(s.tag).values():
             if len(vals) >= 2:
@@ -249,13 +273,13 @@ class Measurer:
         return {k for k in snapshot if glob_match(k, self.config.editable)}
 
     def incumbent(self) -> str:
-        s = self._require_session()
+        s = self.session
         commit = s.workspace.branch_commit()
         assert commit is not None
         return commit
 
     def incumbent_values(self) -> list[float]:
-        s = self._require_session()
+        s = self.session
         return s.ledger.run_values(s.tag, self.incumbent())
 
     def best_value(self) -> float | None:
@@ -263,10 +287,7 @@ class Measurer:
         return statistics.fmean(values) if values else None
 
     def folder(self, exp: int) -> Path:
-        s = self._require_session()
-        folder = s.workspace.state_dir / "runs" / s.tag / str(exp)
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder
+        return self.session.workspace.layout.experiment_dir(self.session.tag, exp)
 
 
 def content_hash(snapshot: dict[str, str], preset: str | None) -> str:

@@ -13,12 +13,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ._config import ConfigError, ObjectiveConfig
-from ._types import ExperimentRecord, GateResult, Measurement, RunResult
-
-
-class MetricMissing(Exception):
-    """The run produced no value for the primary metric (the experiment is a crash)."""
+from autoresearch._config import ObjectiveConfig
+from autoresearch._errors import ConfigError, MetricMissing
+from autoresearch._types import ExperimentRecord, GateResult, Measurement, RunResult
 
 
 class Objective(abc.ABC):

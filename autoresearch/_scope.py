@@ -8,13 +8,9 @@ from collections.abc import Iterable, Sequence
 from functools import cache
 from pathlib import Path
 
-from ._types import Edit
-
-STATE_DIRNAME = ".autoresearch"
-
-
-class ScopeError(Exception):
-    """A candidate's edit breaks the scope rules (the experiment is ``invalid``)."""
+from autoresearch._errors import ScopeError
+from autoresearch._layout import STATE_DIRNAME
+from autoresearch._types import Edit
 
 
 @cache

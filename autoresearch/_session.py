@@ -15,15 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from ._config import ResearchConfig
-from ._ledger import Ledger
-from ._proc import remove_stale_cgroups
-from ._sandbox import end_strays
-from ._types import Status
-from ._workspace import STATE_DIRNAME, Workspace, WorkspaceError, find_repo_root, init_repo
+from autoresearch._config import ResearchConfig
+from autoresearch._errors import SessionError, WorkspaceError
+from autoresearch._layout import Layout
+from autoresearch._ledger import Ledger
+from autoresearch._types import Status
+from autoresearch._workspace import Workspace, find_repo_root, init_repo
+from autoresearch.execution._proc import remove_stale_cgroups
+from autoresearch.execution._sandbox import end_strays
 
-LEDGER_NAME = "ledger.sqlite"
-LOCK_NAME = "driver.lock"
 # Package versions saved with every run (those that are installed).
 _VERSIONED = (
     "autoresearch",
@@ -38,10 +38,6 @@ _VERSIONED = (
     "openai",
     "numba",
 )
-
-
-class SessionError(Exception):
-    """The run cannot start; the message says why and what to do."""
 
 
 class DriverLock:
@@ -103,7 +99,7 @@ def ensure_repo(domain_dir: Path) -> bool:
 def default_tag(ledger: Ledger) -> str:
     base = dt.datetime.now().strftime("%b%d").lower()
     tag, n = base, 1
-    while ledger.tag(tag) is not None:
+    while ledger.tag_info(tag) is not None:
         n += 1
         tag = f"{base}-{n}"
     return tag
@@ -138,22 +134,22 @@ def open_session(
     messages = []
     if ensure_repo(domain_dir):
         messages.append(f"{domain_dir} was not in a git repository: created one with its files")
-    state_dir = domain_dir / STATE_DIRNAME
-    lock = DriverLock(state_dir / LOCK_NAME)
+    layout = Layout(domain_dir)
+    lock = DriverLock(layout.lock)
     lock.acquire()
     ledger = None
     try:
-        ledger = Ledger(state_dir / LEDGER_NAME)
+        ledger = Ledger(layout.ledger)
         if resume:
             tag = tag or ledger.latest_tag()
-            if tag is None or ledger.tag(tag) is None:
+            if tag is None or ledger.tag_info(tag) is None:
                 raise SessionError(
                     f"nothing to resume in {domain_dir}"
                     + (f" under tag {tag!r}" if tag else "")
                     + "; start a run without --resume"
                 )
         else:
-            if tag is not None and ledger.tag(tag) is not None:
+            if tag is not None and ledger.tag_info(tag) is not None:
                 raise SessionError(
                     f"tag {tag!r} already exists in {domain_dir}; pass --resume to continue it "
                     "or choose another --tag"
@@ -184,9 +180,9 @@ def open_session(
                 "candidates. Check out another branch there first"
             )
         if resume:
-            row = ledger.tag(tag)
-            assert row is not None
-            base = row["base_commit"]
+            info = ledger.tag_info(tag)
+            assert info is not None
+            base = info.base_commit
             lost = ledger.interrupt_running(tag, "the driver stopped during this experiment")
             if lost:
                 messages.append(f"resume: marked {len(lost)} experiment(s) interrupted")
@@ -211,22 +207,13 @@ def open_session(
                 package_versions(),
             )
         # The resolved config, preset and package versions, saved with every run.
-        row = ledger.tag(tag)
-        assert row is not None
+        info = ledger.tag_info(tag)
+        assert info is not None
         # One file per session: a resume may run with another preset or overrides.
-        saved = state_dir / "runs" / tag / "config.json"
-        n = 1
-        while saved.exists():
-            n += 1
-            saved = saved.with_name(f"config-{n}.json")
-        saved.parent.mkdir(parents=True, exist_ok=True)
+        saved = layout.new_config_json(tag)
         saved.write_text(
             json.dumps(
-                {
-                    "preset": preset,
-                    "config": config_dump,
-                    "versions": json.loads(row["versions_json"]),
-                },
+                {"preset": preset, "config": config_dump, "versions": dict(info.versions)},
                 indent=2,
             )
         )

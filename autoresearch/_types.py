@@ -7,6 +7,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 
 class Status(enum.StrEnum):
@@ -28,6 +29,55 @@ class Status(enum.StrEnum):
 
 
 FINAL_STATUSES: tuple[Status, ...] = tuple(s for s in Status if s is not Status.RUNNING)
+
+
+class Cause(enum.StrEnum):
+    """Why an experiment failed or was cut short: stored with its row, read by budgets and
+    failure streaks (never the text of a reason)."""
+
+    PROPOSER_BUG = "proposer_bug"  # the proposer raised something other than ProposalError
+    NO_PROPOSAL = "no_proposal"  # a ProposalError: no candidate this time (endpoint, format)
+    BUDGET = "budget"  # the proposer stopped before a spend budget would be passed
+    SCOPE = "scope"  # an edit outside the editable files, or one that cannot be applied
+    FIXED_FILES = "fixed_files"  # the worktree's fixed files differ from the baseline's
+    FILES_CHANGED = "files_changed"  # the run changed committed files
+    RUN_FAILED = "run_failed"  # the command crashed, timed out or ran out of memory
+    NO_METRIC = "no_metric"  # the run finished but the objective found no value
+    OBJECTIVE_ERROR = "objective_error"  # the objective (or its gate) raised: a harness bug
+    REPEAT_FAILED = "repeat_failed"  # a repeat run asked for by the policy failed
+    GATE = "gate"  # the gate refused a keep
+    INTERRUPTED = "interrupted"  # Ctrl-C / SIGTERM, or a driver that died mid-experiment
+
+    def __str__(self) -> str:
+        return self.value
+
+
+# Causes that are the harness's or the proposer's fault, not the candidate's: a few in a row
+# end the run (more experiments will not fix them).
+HARNESS_CAUSES = frozenset({Cause.PROPOSER_BUG, Cause.OBJECTIVE_ERROR})
+
+
+class ExperimentKind(enum.StrEnum):
+    """What an experiment row is: the unmodified baseline, or a proposed candidate."""
+
+    BASELINE = "baseline"
+    CANDIDATE = "candidate"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class RunKind(enum.StrEnum):
+    """Why a sandbox run was made."""
+
+    BASELINE = "baseline"  # the unmodified target, first run of a tag
+    CANDIDATE = "candidate"  # a candidate's first run
+    REPEAT = "re-measure"  # a further run of the candidate, asked for by the policy
+    INCUMBENT = "incumbent"  # a run of the incumbent beside the candidate's (interleaved)
+    CALIBRATION = "calibration"  # a run of the incumbent to estimate noise
+
+    def __str__(self) -> str:
+        return self.value
 
 
 @dataclass(frozen=True)
@@ -187,7 +237,8 @@ class Context:
 
 @dataclass(frozen=True)
 class ExperimentRecord:
-    """A ledger row, as handed back to plug-ins (e.g. ``Proposer.restore`` on resume)."""
+    """A ledger row, as handed back to plug-ins (e.g. ``Proposer.restore`` on resume).
+    ``cause`` says why it failed (None for a measured keep or discard)."""
 
     id: int
     tag: str
@@ -206,21 +257,65 @@ class ExperimentRecord:
     cost_usd: float
     memory_gb: float | None
     content_hash: str | None = None
+    kind: ExperimentKind = ExperimentKind.CANDIDATE
+    cause: Cause | None = None
+    n_runs: int = 0
+    started_at: float | None = None
+    finished_at: float | None = None
+    log_path: str | None = None
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One sandbox run as the ledger holds it (``Ledger.runs``)."""
+
+    id: int
+    experiment_id: int | None
+    tag: str
+    kind: str
+    commit: str
+    seed: int
+    status: str  # "ok", or the failure's Status value
+    reason: str
+    exit_code: int | None
+    wall_s: float
+    peak_memory_mb: float
+    value: float | None
+    secondary: Mapping[str, float]
+    holdout: Mapping[str, float]
+    log_path: str | None
+    started_at: float
+
+
+@dataclass(frozen=True)
+class TagInfo:
+    """One research run (a tag) as the ledger holds it (``Ledger.tag_info``)."""
+
+    tag: str
+    branch: str
+    base_commit: str
+    created_at: float
+    preset: str | None
+    metric: str
+    direction: str
+    config: Mapping[str, object]
+    versions: Mapping[str, str]
+    state: str
+    noise_sigma: float | None
+
+
+EventKind = Literal["experiment", "calibration", "message"]
 
 
 @dataclass(frozen=True)
 class Event:
     """Progress reported to ``on_event``: a finished experiment, a calibration, or a message."""
 
-    kind: str  # "experiment" | "calibration" | "message"
+    kind: EventKind
     message: str = ""
     record: ExperimentRecord | None = None
     best_value: float | None = None
     elapsed_s: float = 0.0
-
-
-class BaselineFailed(Exception):
-    """The unmodified target did not produce a metric: the loop cannot start."""
 
 
 @dataclass(frozen=True)

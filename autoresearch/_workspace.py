@@ -16,22 +16,19 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from ._config import CONFIG_NAME
-from ._proc import GIT_LOCATION_VARS
-from ._scope import STATE_DIRNAME, apply_edits, check_path, glob_match
-from ._types import Edit
+from autoresearch._config import CONFIG_NAME
+from autoresearch._errors import WorkspaceError
+from autoresearch._layout import RESULTS_NAME, STATE_DIRNAME, Layout
+from autoresearch._scope import apply_edits, check_path, glob_match
+from autoresearch._types import Edit
+from autoresearch.execution._proc import GIT_LOCATION_VARS
 
-RESULTS_NAME = "results.tsv"
 _FALLBACK_IDENTITY = {
     "GIT_AUTHOR_NAME": "autoresearch",
     "GIT_AUTHOR_EMAIL": "autoresearch@localhost",
     "GIT_COMMITTER_NAME": "autoresearch",
     "GIT_COMMITTER_EMAIL": "autoresearch@localhost",
 }
-
-
-class WorkspaceError(Exception):
-    """A git or folder problem the user must fix; the message says what to do."""
 
 
 # Candidate commits run no user hooks and need no signing key (nobody is at the terminal).
@@ -136,8 +133,9 @@ class Workspace:
         self.editable = tuple(editable)
         # The config and the research program are part of the harness: never editable.
         self.fixed = (*fixed, CONFIG_NAME, program)
-        self.state_dir = self.domain_dir / STATE_DIRNAME
-        self.worktrees_dir = self.state_dir / "worktrees"
+        self.layout = Layout(self.domain_dir)
+        self.state_dir = self.layout.state_dir
+        self.worktrees_dir = self.layout.worktrees
         self._env = _identity_env(self.repo_root)
         self._branch_sha: str | None = None
         self._files_cache: dict[tuple[str, tuple[str, ...]], dict[str, str]] = {}

@@ -30,10 +30,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from autoresearch._acceptance import Acceptance, Evidence, Greedy, Verdict
 from autoresearch._config import AcceptanceConfig
-from autoresearch._policies import Repeated, Sequential, Threshold
-from autoresearch._stats import pooled_sigma
+from autoresearch.acceptance._base import Acceptance, Evidence, Greedy, Verdict
+from autoresearch.acceptance._policies import Repeated, Sequential, Threshold
+from autoresearch.acceptance._stats import pooled_sigma
 
 BASE_VALUE = 1.0
 NOISE_CV = 0.02

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from autoresearch import Candidate, Edit, Loop
-from autoresearch.testing import ScriptedProposer, make_toy_domain
+from autoresearch.testing import Scripted, make_toy_domain
 
 TARGET_MS = 50.0
 REFERENCE_EXPERIMENT_S = 10.0
@@ -57,7 +57,7 @@ def main() -> None:
         stamps: list[float] = []
         loop = Loop.from_dir(
             domain,
-            proposer=ScriptedProposer(cands),
+            proposer=Scripted(cands),
             tag="bench",
             on_event=lambda e: (
                 stamps.append(time.perf_counter()) if e.kind == "experiment" else None

@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from autoresearch._objective import MetricMissing, Objective, parse_summary
+from autoresearch._errors import MetricMissing
+from autoresearch._objective import Objective, parse_summary
 from autoresearch._types import Measurement, RunResult
 
 # What a training run reports beside val_bpb (device-neutral names).

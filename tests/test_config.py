@@ -107,7 +107,7 @@ def test_unknown_acceptance_policy_and_objective_class(tmp_path: Path) -> None:
     from autoresearch import Loop
 
     d = make_toy_domain(tmp_path / "t")
-    with pytest.raises(ConfigError, match="unknown policy 'nope'"):
+    with pytest.raises(ConfigError, match="unknown acceptance policy 'nope'"):
         Loop.from_dir(d, acceptance="nope")
     with pytest.raises(ConfigError, match=r"objective\.class"):
-        Loop.from_dir(d, objective__class="no_such_module:Thing")
+        Loop.from_dir(d, overrides={"objective.class": "no_such_module:Thing"})

@@ -16,9 +16,9 @@ import pytest
 from conftest import commit_all, git, ledger_records, pids_alive
 
 from autoresearch import Candidate, Edit, LocalSandbox, Loop, MetricObjective, RunSpec, Status
+from autoresearch._errors import SessionError
 from autoresearch._ledger import Ledger
-from autoresearch._session import SessionError
-from autoresearch.testing import ScriptedProposer, make_toy_domain
+from autoresearch.testing import Scripted, make_toy_domain
 
 
 def x_to(value: float) -> Candidate:
@@ -30,9 +30,9 @@ def test_unwritable_or_unencodable_edits_are_invalid(toy: Path) -> None:
     surrogate = Candidate("lone surrogate", (Edit("params.py", content="X = '\ud800'\n"),))
     Loop.from_dir(
         toy,
-        proposer=ScriptedProposer([through_file, surrogate, x_to(3.0)]),
+        proposer=Scripted([through_file, surrogate, x_to(3.0)]),
         tag="w",
-        editable=["**/*.py"],
+        overrides={"editable": ["**/*.py"]},
     ).run()
     recs = ledger_records(toy, "w")
     assert [r.status for r in recs] == [Status.KEEP, Status.INVALID, Status.INVALID, Status.KEEP]
@@ -49,7 +49,7 @@ def test_objective_and_gate_errors_do_not_kill_the_loop(toy: Path) -> None:
         def gate(self, run):  # type: ignore[no-untyped-def]
             return json.loads((run.workdir / "missing.json").read_text())
 
-    prop = ScriptedProposer([x_to(-1.0), x_to(3.0)])
+    prop = Scripted([x_to(-1.0), x_to(3.0)])
     Loop.from_dir(toy, proposer=prop, tag="o", objective=Buggy("score")).run()
     recs = ledger_records(toy, "o")
     assert recs[1].status is Status.CRASH and "objective error: KeyError" in recs[1].reason
@@ -92,7 +92,10 @@ def test_git_variables_of_the_caller_never_reach_the_users_index(
         ),
     )
     Loop.from_dir(
-        toy, proposer=ScriptedProposer([helper]), tag="g", editable=["*.py"], fixed=["run.py"]
+        toy,
+        proposer=Scripted([helper]),
+        tag="g",
+        overrides={"editable": ["*.py"], "fixed": ["run.py"]},
     ).run()
     monkeypatch.delenv("GIT_INDEX_FILE")
     monkeypatch.delenv("GIT_DIR")
@@ -112,10 +115,10 @@ def test_engine_files_and_ignored_files_do_not_block_a_run(tmp_path: Path) -> No
     commit_all(d, "wide globs")
     (d / ".venv").mkdir()
     (d / ".venv" / "junk.py").write_text("x = 1\n")
-    Loop.from_dir(d, proposer=ScriptedProposer([x_to(3.0)]), tag="a").run()
+    Loop.from_dir(d, proposer=Scripted([x_to(3.0)]), tag="a").run()
     assert (d / "results.tsv").exists()
-    Loop.from_dir(d, proposer=ScriptedProposer([]), resume=True).run()
-    Loop.from_dir(d, proposer=ScriptedProposer([]), tag="b").run()
+    Loop.from_dir(d, proposer=Scripted([]), resume=True).run()
+    Loop.from_dir(d, proposer=Scripted([]), tag="b").run()
 
 
 def test_repeat_runs_start_from_clean_files(tmp_path: Path) -> None:
@@ -132,11 +135,10 @@ def test_repeat_runs_start_from_clean_files(tmp_path: Path) -> None:
     commit_all(d, "json")
     Loop.from_dir(
         d,
-        proposer=ScriptedProposer([x_to(3.0)]),
+        proposer=Scripted([x_to(3.0)]),
         tag="r",
         acceptance="repeated",
-        editable=["*"],
-        fixed=["run.py"],
+        overrides={"editable": ["*"], "fixed": ["run.py"]},
     ).run()
     recs = ledger_records(d, "r")
     assert recs[1].status is Status.DISCARD and "a repeat run failed" in recs[1].reason
@@ -213,12 +215,12 @@ def test_knob_trial_of_a_recorded_row_keeps_its_value_on_resume(toy: Path) -> No
     import optuna
 
     from autoresearch._config import load_config
-    from autoresearch._knob import KnobProposer
     from autoresearch._types import ExperimentRecord
+    from autoresearch.proposers._knob import Knob
 
     config, _ = load_config(toy)
     url = f"sqlite:///{toy.parent / 'k.sqlite'}"
-    first = KnobProposer(config.proposer.knobs, url, "s", "minimize")
+    first = Knob(config.proposer.knobs, url, "s", "minimize")
     cand = first.propose(_context(toy))
     assert cand is not None
     # The driver "dies" after writing the row but before observe(): a new proposer restores.
@@ -240,7 +242,7 @@ def test_knob_trial_of_a_recorded_row_keeps_its_value_on_resume(toy: Path) -> No
         0.0,
         0.0,
     )
-    KnobProposer(config.proposer.knobs, url, "s", "minimize").restore([row])
+    Knob(config.proposer.knobs, url, "s", "minimize").restore([row])
     trial = optuna.load_study(study_name="s", storage=url).trials[0]
     assert trial.state.name == "COMPLETE" and trial.value == 4.25
 

@@ -10,11 +10,11 @@ from conftest import git, ledger_records
 
 from autoresearch import Candidate, Edit, Loop, Status
 from autoresearch._ledger import Ledger
-from autoresearch.testing import ScriptedProposer, make_toy_domain
+from autoresearch.testing import Scripted, make_toy_domain
 
 
-def scripted(*cands: Candidate) -> ScriptedProposer:
-    return ScriptedProposer(list(cands))
+def scripted(*cands: Candidate) -> Scripted:
+    return Scripted(list(cands))
 
 
 def set_x(value: float, desc: str = "") -> Candidate:
@@ -82,7 +82,9 @@ def test_scope_rules_make_invalid_and_apply_nothing(toy: Path) -> None:
         Candidate("search misses", (Edit("params.py", search="X = 9", replace="X = 1"),)),
         Candidate("no change", (Edit("params.py", search="X = 0.0", replace="X = 0.0"),)),
     ]
-    loop = Loop.from_dir(toy, proposer=scripted(*bad), tag="scope", editable=["*.py"])
+    loop = Loop.from_dir(
+        toy, proposer=scripted(*bad), tag="scope", overrides={"editable": ["*.py"]}
+    )
     summary = loop.run()
     recs = ledger_records(toy)
     assert [r.status for r in recs[1:]] == [Status.INVALID] * len(bad)
@@ -102,7 +104,9 @@ def test_symlinked_editable_path_is_refused(toy: Path) -> None:
     git(toy, "add", "sub")
     git(toy, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "sub")
     cand = Candidate("through a symlink", (Edit("sub/evil.py", content="x"),))
-    Loop.from_dir(toy, proposer=scripted(cand), tag="sym", editable=["**/*.py"]).run()
+    Loop.from_dir(
+        toy, proposer=scripted(cand), tag="sym", overrides={"editable": ["**/*.py"]}
+    ).run()
     r = ledger_records(toy)[-1]
     assert r.status is Status.INVALID and "symlink" in r.reason
     assert not (toy.parent / "evil.py").exists()
@@ -156,7 +160,7 @@ def test_no_metric_line_is_a_crash_with_log_tail_for_the_proposer(tmp_path: Path
     )
     seen = []
 
-    class Spy(ScriptedProposer):
+    class Spy(Scripted):
         def propose(self, context):  # type: ignore[no-untyped-def]
             seen.append(context.last_failure)
             return super().propose(context)
@@ -172,9 +176,11 @@ def test_timeout_is_recorded(tmp_path: Path) -> None:
     slow = Candidate(
         "slow", (Edit("params.py", content="import time\ntime.sleep(60)\nX = 0\nY = 0\n"),)
     )
-    Loop.from_dir(d, proposer=scripted(slow), tag="slow", time_budget_s=1, timeout_s=2).run()
+    Loop.from_dir(
+        d, proposer=scripted(slow), tag="slow", overrides={"time_budget_s": 1, "timeout_s": 2}
+    ).run()
     r = ledger_records(d)[-1]
-    assert r.status is Status.TIMEOUT and "timeout" in r.reason
+    assert r.status is Status.TIMEOUT and "hard limit of 2 s" in r.reason
 
 
 def test_identical_candidate_is_not_run_again(toy: Path) -> None:
@@ -198,7 +204,7 @@ def test_identical_candidate_is_not_run_again(toy: Path) -> None:
 
 
 def test_uncommitted_changes_stop_the_run(toy: Path) -> None:
-    from autoresearch._session import SessionError
+    from autoresearch._errors import SessionError
 
     (toy / "params.py").write_text("X = 1.0\nY = 0.0\n")
     with pytest.raises(SessionError, match=r"params\.py"):
@@ -206,7 +212,7 @@ def test_uncommitted_changes_stop_the_run(toy: Path) -> None:
 
 
 def test_existing_tag_is_refused_and_resume_without_tag_takes_the_latest(toy: Path) -> None:
-    from autoresearch._session import SessionError
+    from autoresearch._errors import SessionError
 
     Loop.from_dir(toy, proposer="knob", tag="a").run(max_experiments=2)
     with pytest.raises(SessionError, match="already exists"):
@@ -240,7 +246,7 @@ def test_gate_failure_blocks_a_keep(toy: Path) -> None:
 
 
 def test_proposer_exception_is_recorded_and_the_loop_goes_on(toy: Path) -> None:
-    class Flaky(ScriptedProposer):
+    class Flaky(Scripted):
         calls = 0
 
         def propose(self, context):  # type: ignore[no-untyped-def]
@@ -256,7 +262,8 @@ def test_proposer_exception_is_recorded_and_the_loop_goes_on(toy: Path) -> None:
 
 
 def test_second_driver_is_refused(toy: Path) -> None:
-    from autoresearch._session import DriverLock, SessionError
+    from autoresearch._errors import SessionError
+    from autoresearch._session import DriverLock
 
     lock = DriverLock(toy / ".autoresearch" / "driver.lock")
     lock.acquire()
@@ -277,12 +284,12 @@ def test_spend_budget_stops_before_it_is_exceeded(toy: Path) -> None:
         )
         for x in (-1.0, -2.0, -3.0, -4.0, -5.0)
     ]
-    summary = Loop.from_dir(toy, proposer=scripted(*cands), tag="b", max_cost_usd=1.0).run()
+    summary = Loop.from_dir(toy, proposer=scripted(*cands), tag="b").run(max_cost_usd=1.0)
     recs = ledger_records(toy)
     # 0.25 a proposal: a 4th still fits (1.00), a 5th would not.
     assert sum(r.cost_usd for r in recs) <= 1.0
     assert len(recs) == 1 + 4 and "max-cost-usd" in summary.stopped_because
-    summary = Loop.from_dir(toy, proposer=scripted(*cands), tag="t", max_tokens=250).run()
+    summary = Loop.from_dir(toy, proposer=scripted(*cands), tag="t").run(max_tokens=250)
     assert (
         sum(r.tokens for r in ledger_records(toy)) <= 250
         and "max-tokens" in summary.stopped_because
@@ -290,9 +297,9 @@ def test_spend_budget_stops_before_it_is_exceeded(toy: Path) -> None:
 
 
 def test_failed_proposals_record_their_spend_and_budget_exhaustion_stops(toy: Path) -> None:
-    from autoresearch._proposer import BudgetExhausted, ProposalError
+    from autoresearch._errors import BudgetExhausted, ProposalError
 
-    class Spender(ScriptedProposer):
+    class Spender(Scripted):
         calls = 0
 
         def propose(self, context):  # type: ignore[no-untyped-def]
@@ -313,18 +320,18 @@ def test_failed_proposals_never_end_the_run_but_proposer_bugs_do(
     toy: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from autoresearch import _budget
-    from autoresearch._proposer import ProposalError
+    from autoresearch._errors import ProposalError
 
     monkeypatch.setattr(_budget, "PROPOSAL_BACKOFF_S", 0.01)
 
-    class Unparseable(ScriptedProposer):
+    class Unparseable(Scripted):
         def propose(self, context):  # type: ignore[no-untyped-def]
             raise ProposalError("the answer had no edit blocks")
 
     summary = Loop.from_dir(toy, proposer=Unparseable([]), tag="u").run(max_experiments=9)
     assert summary.counts["invalid"] == 8 and "max-experiments" in summary.stopped_because
 
-    class Buggy(ScriptedProposer):
+    class Buggy(Scripted):
         def propose(self, context):  # type: ignore[no-untyped-def]
             raise TypeError("bad code in the proposer")
 
@@ -369,7 +376,7 @@ def test_holdout_is_recorded_but_never_in_the_context(toy: Path) -> None:
 
     contexts = []
 
-    class Spy(ScriptedProposer):
+    class Spy(Scripted):
         def propose(self, context):  # type: ignore[no-untyped-def]
             contexts.append(repr(context))
             return super().propose(context)

@@ -10,15 +10,16 @@ from types import ModuleType
 
 import pytest
 
-from autoresearch._acceptance import (
-    ACCEPTANCE_POLICIES,
+from autoresearch._config import AcceptanceConfig
+from autoresearch._errors import ConfigError
+from autoresearch.acceptance import POLICIES
+from autoresearch.acceptance._base import (
     Acceptance,
     Evidence,
     Verdict,
     make_acceptance,
 )
-from autoresearch._config import AcceptanceConfig
-from autoresearch._policies import (
+from autoresearch.acceptance._policies import (
     DEFAULT_CALIBRATION_RUNS,
     Repeated,
     Sequential,
@@ -48,7 +49,14 @@ def flip(values: list[float]) -> list[float]:
 def test_registry_builds_each_policy(name: str) -> None:
     policy = make_acceptance(AcceptanceConfig(policy=name))
     assert policy.name == name
-    assert ACCEPTANCE_POLICIES[name].startswith("autoresearch._policies:")
+    assert isinstance(policy, POLICIES.get(name, "acceptance.policy"))
+
+
+def test_a_policy_is_built_from_keyword_fields_and_names_a_misspelt_one() -> None:
+    policy = Sequential(z=3.0, repeats=4)
+    assert (policy.config.policy, policy.config.z, policy.repeats) == ("sequential", 3.0, 4)
+    with pytest.raises(ConfigError, match="repeets"):
+        Sequential(repeets=4)
 
 
 def test_calibration_schedule() -> None:

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from autoresearch import Loop, Status
-from autoresearch._knob import KnobError, get_constant, set_constant
 from autoresearch._ledger import Ledger
-from autoresearch._scripted import ScriptError, load_script
-from autoresearch.testing import ScriptedProposer, check_proposer
+from autoresearch.proposers._knob import KnobError, get_constant, set_constant
+from autoresearch.proposers._scripted import ScriptError, load_script
+from autoresearch.testing import Scripted, check_proposer
 
 
 def test_set_constant_keeps_comments_and_annotations() -> None:
@@ -28,10 +28,10 @@ def test_set_constant_keeps_comments_and_annotations() -> None:
 
 def test_knob_proposer_passes_check_proposer(toy: Path, tmp_path: Path) -> None:
     from autoresearch._config import load_config
-    from autoresearch._knob import KnobProposer
+    from autoresearch.proposers._knob import Knob
 
     config, _ = load_config(toy)
-    prop = KnobProposer(
+    prop = Knob(
         config.proposer.knobs, f"sqlite:///{tmp_path / 'k.sqlite'}", "s", "minimize", seed=1
     )
     cands = check_proposer(prop, toy, rounds=3)
@@ -83,7 +83,7 @@ def test_script_edit_kinds_and_resume_after_last_line(toy: Path, tmp_path: Path)
     ]
     script = tmp_path / "s.jsonl"
     script.write_text("".join(json.dumps(x) + "\n" for x in lines))
-    opts = {"editable": ["*.py"], "fixed": ["run.py"], "script": str(script)}
+    opts = {"overrides": {"editable": ["*.py"], "fixed": ["run.py"]}, "script": str(script)}
     Loop.from_dir(toy, proposer="scripted", tag="s", **opts).run(max_experiments=3)
     led = Ledger(toy / ".autoresearch" / "ledger.sqlite")
     assert [r.description for r in led.records("s")] == [
@@ -95,7 +95,7 @@ def test_script_edit_kinds_and_resume_after_last_line(toy: Path, tmp_path: Path)
     Loop.from_dir(toy, proposer="scripted", resume=True, **opts).run()
     led = Ledger(toy / ".autoresearch" / "ledger.sqlite")
     recs = led.records("s")
-    diff = led.row(recs[3].id)["diff"]
+    diff = led.diff(recs[3].id)
     led.close()
     assert [r.description for r in recs] == [
         "baseline",
@@ -111,6 +111,6 @@ def test_script_edit_kinds_and_resume_after_last_line(toy: Path, tmp_path: Path)
 def test_check_proposer_rejects_out_of_scope(toy: Path) -> None:
     from autoresearch import Candidate, Edit
 
-    bad = ScriptedProposer([Candidate("edit harness", (Edit("run.py", content="x"),))])
+    bad = Scripted([Candidate("edit harness", (Edit("run.py", content="x"),))])
     with pytest.raises(AssertionError, match="fixed"):
         check_proposer(bad, toy)

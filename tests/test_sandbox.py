@@ -12,7 +12,7 @@ import pytest
 from conftest import pids_alive
 
 from autoresearch import LocalSandbox, RunSpec, Status
-from autoresearch._proc import is_credential, scrub_env
+from autoresearch.execution._proc import is_credential, scrub_env
 
 
 def _unique_sleep() -> str:
@@ -90,7 +90,7 @@ def test_memory_cap_gives_oom(tmp_path: Path) -> None:
 def test_memory_cap_by_rss_polling_without_cgroups(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from autoresearch import _proc
+    from autoresearch.execution import _proc
 
     monkeypatch.setattr(_proc.MemoryCgroup, "create", classmethod(lambda cls, n, m: None))
     cmd = _hog(400, sleep_s=5)

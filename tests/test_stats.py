@@ -8,7 +8,7 @@ import random
 import pytest
 from scipy import special, stats
 
-from autoresearch._stats import (
+from autoresearch.acceptance._stats import (
     bootstrap_p_better,
     estimate_sigma,
     mean,

@@ -18,8 +18,8 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-from autoresearch._knob import set_constant
 from autoresearch._objective import parse_summary
+from autoresearch.proposers._knob import set_constant
 
 torch = pytest.importorskip("torch")
 
@@ -342,10 +342,12 @@ def test_missing_device_says_what_to_do(prep: ModuleType) -> None:
 )
 def test_presets_validate_and_knobs_rewrite_train_py(preset: str) -> None:
     from autoresearch._config import load_config
-    from autoresearch._knob import format_value, set_constant
+    from autoresearch.proposers._knob import format_value, set_constant
 
     config, _ = load_config(DOMAIN, preset)
-    assert config.eval_command and config.objective.class_path == "objectives.ml:ValBpb"
+    assert (
+        config.eval_command and config.objective.class_path == "autoresearch.objectives.ml:ValBpb"
+    )
     assert config.env["GPT_PRESET"] == preset and config.proposer.knobs
     text = (DOMAIN / "train.py").read_text()
     for knob in config.proposer.knobs:
@@ -394,8 +396,8 @@ def run_py(work: Path, env: dict[str, str], *args: str) -> subprocess.CompletedP
 
 @pytest.mark.slow
 def test_smoke_training_and_a_forged_metric_is_ignored(corpus: Path, tmp_path: Path) -> None:
-    from autoresearch._sandbox import LocalSandbox, RunSpec
-    from objectives.ml import ValBpb
+    from autoresearch.execution._sandbox import LocalSandbox, RunSpec
+    from autoresearch.objectives.ml import ValBpb
 
     work, env = domain_copy(tmp_path, corpus)
     train = work / "train.py"
@@ -551,7 +553,9 @@ def test_loop_runs_two_knob_experiments(tmp_path: Path) -> None:
     from autoresearch import Loop
 
     work, env = loop_copy(tmp_path)
-    loop = Loop.from_dir(work, preset="cpu", proposer="knob", tag="t1", time_budget_s=3, env=env)
+    loop = Loop.from_dir(
+        work, preset="cpu", proposer="knob", tag="t1", overrides={"time_budget_s": 3, "env": env}
+    )
     summary = loop.run(max_experiments=2)
     assert summary.experiments == 2
     assert sum(summary.counts.values()) == 2
@@ -604,8 +608,7 @@ def test_loop_ignores_forged_metrics_and_rejects_harness_edits(tmp_path: Path) -
         proposer="scripted",
         script=str(script_path),
         tag="t2",
-        time_budget_s=3,
-        env=env,
+        overrides={"time_budget_s": 3, "env": env},
     )
     summary = loop.run(max_experiments=4)
     rows = results_rows(work)

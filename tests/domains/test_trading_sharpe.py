@@ -27,8 +27,8 @@ from autoresearch import (
     MetricMissing,
     Proposer,
 )
-from autoresearch._prompt import render_context
-from autoresearch._report import status_data
+from autoresearch.proposers._prompt import render_context
+from autoresearch.report._status import status_data
 
 DOMAIN = Path(__file__).resolve().parents[2] / "domains" / "trading_sharpe"
 _MODULES = ("harness", "prices", "strategy")
@@ -308,8 +308,9 @@ def positions(close, ohlcv):
 def test_stack_sniffing_and_an_exit_hook_change_nothing(
     harness: ModuleType, small_env: dict[str, str], tmp_path: Path
 ) -> None:
-    from autoresearch import RunResult
     from objectives.trading import SharpeObjective
+
+    from autoresearch import RunResult
 
     res, domain = _harness_run(tmp_path, _EVASIVE)
     assert res.returncode == 0, res.stderr
@@ -431,7 +432,7 @@ class RecordingProposer(Proposer):
 
 
 def _knob_edit(text: str, **values: Any) -> Candidate:
-    from autoresearch._knob import set_constant
+    from autoresearch.proposers._knob import set_constant
 
     for name, value in values.items():
         text = set_constant(text, name, repr(value), "strategy.py")

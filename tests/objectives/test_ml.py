@@ -1,4 +1,4 @@
-"""objectives.ml.ValBpb: reads only the fixed evaluator's summary block."""
+"""autoresearch.objectives.ml.ValBpb: reads only the fixed evaluator's summary block."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from autoresearch._objective import MetricMissing
+from autoresearch._errors import MetricMissing
 from autoresearch._types import RunResult
-from objectives.ml import DEFAULT_SECONDARY, ValBpb
+from autoresearch.objectives.ml import DEFAULT_SECONDARY, ValBpb
 
 EVAL_BLOCK = """loading checkpoint
 ---
@@ -85,7 +85,7 @@ def test_loads_from_a_config() -> None:
     from autoresearch._objective import load_objective
 
     config = ObjectiveConfig.model_validate(
-        {"class": "objectives.ml:ValBpb", "args": {"secondary": ["num_steps"]}}
+        {"class": "autoresearch.objectives.ml:ValBpb", "args": {"secondary": ["num_steps"]}}
     )
     objective = load_objective(config)
     assert isinstance(objective, ValBpb) and objective.secondary == ("num_steps",)

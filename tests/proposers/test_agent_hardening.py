@@ -12,11 +12,11 @@ from types import FrameType
 import pytest
 from conftest import pids_alive
 
-from autoresearch import _agent
-from autoresearch._agent import AgentCLIProposer
+from autoresearch.proposers import _agent
 from autoresearch._config import AgentConfig
-from autoresearch._llm import ProposalError
+from autoresearch._errors import ProposalError
 from autoresearch._types import Context, Edit
+from autoresearch.proposers._agent import Agent
 from autoresearch.testing import make_toy_domain
 
 
@@ -39,9 +39,9 @@ def context(domain: Path, params: str | None = None) -> Context:
     )
 
 
-def agent(tmp_path: Path, command: str, **config: object) -> AgentCLIProposer:
+def agent(tmp_path: Path, command: str, **config: object) -> Agent:
     cfg = AgentConfig(command=command, **config)  # type: ignore[arg-type]
-    return AgentCLIProposer(cfg, tmp_path / "toy", tmp_path / "state" / "agent-logs")
+    return Agent(cfg, tmp_path / "toy", tmp_path / "state" / "agent-logs")
 
 
 def test_ctrl_c_during_a_proposal_kills_the_agent(tmp_path: Path, domain: Path) -> None:

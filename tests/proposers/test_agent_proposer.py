@@ -1,4 +1,4 @@
-"""AgentCLIProposer with a stand-in coding agent (a small Python script): scratch copy,
+"""Agent with a stand-in coding agent (a small Python script): scratch copy,
 prompt on stdin or as an argument, time limit, scrubbed environment, changes as edits."""
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from conftest import pids_alive
 
-from autoresearch._agent import PROPOSAL_FILE, AgentCLIProposer
-from autoresearch._config import AgentConfig, ConfigError
-from autoresearch._llm import ProposalError
+from autoresearch._config import AgentConfig
+from autoresearch._errors import ConfigError, ProposalError
 from autoresearch._types import Context, Edit
+from autoresearch.proposers._agent import PROPOSAL_FILE, Agent
 from autoresearch.testing import make_toy_domain
 
 NEW_PARAMS = "X = 3.0\nY = 1.0\n"
@@ -62,9 +62,9 @@ def context(domain: Path, params: str | None = None) -> Context:
     )
 
 
-def agent(tmp_path: Path, command: str, **config: object) -> AgentCLIProposer:
+def agent(tmp_path: Path, command: str, **config: object) -> Agent:
     cfg = AgentConfig(command=command, **config)  # type: ignore[arg-type]
-    return AgentCLIProposer(cfg, tmp_path / "toy", tmp_path / "state" / "agent-logs")
+    return Agent(cfg, tmp_path / "toy", tmp_path / "state" / "agent-logs")
 
 
 def script(tmp_path: Path, body: str = AGENT) -> tuple[Path, Path]:
@@ -160,4 +160,4 @@ def test_description_from_the_agent_output(tmp_path: Path, domain: Path) -> None
 
 def test_no_command_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"\[proposer.agent\] command"):
-        AgentCLIProposer(AgentConfig(), tmp_path, tmp_path)
+        Agent(AgentConfig(), tmp_path, tmp_path)

@@ -6,8 +6,13 @@ import json
 
 import pytest
 
-from autoresearch._edits import EditFormatError, apply_blocks, parse_answer, replace_once
 from autoresearch._types import Edit
+from autoresearch.proposers.llm._edits import (
+    EditFormatError,
+    apply_blocks,
+    parse_answer,
+    replace_once,
+)
 
 PARAMS = "X = 0.0  # first\nY = 0.0  # second\n\n\ndef f():\n    return X + Y\n"
 TRAIN = "LR = 0.1\nSTEPS = 100\n"

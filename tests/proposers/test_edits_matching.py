@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from autoresearch._edits import EditFormatError, apply_blocks, parse_answer, replace_once
+from autoresearch.proposers.llm._edits import (
+    EditFormatError,
+    apply_blocks,
+    parse_answer,
+    replace_once,
+)
 
 HEAD = "DESCRIPTION: d\nHYPOTHESIS: h\n"
 

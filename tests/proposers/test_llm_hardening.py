@@ -10,13 +10,14 @@ import time
 
 import pytest
 
-from autoresearch._config import ConfigError, LLMConfig
-from autoresearch._fake_openai import FakeOpenAIServer, Reply
-from autoresearch._llm import LLMError, LLMProposer, safe_url
-from autoresearch._local_model import LocalModelError
-from autoresearch._pricing import builtin_price
-from autoresearch._prompt import failure_block, render_context
+from autoresearch._config import LLMConfig
+from autoresearch._errors import ConfigError
 from autoresearch._types import Context
+from autoresearch.proposers._prompt import failure_block, render_context
+from autoresearch.proposers.llm._local_model import LocalModelError
+from autoresearch.proposers.llm._pricing import builtin_price
+from autoresearch.proposers.llm._proposer import LLM, LLMError, safe_url
+from autoresearch.testing._fake_openai import FakeOpenAIServer, Reply
 
 KEY = "sk-test-0123456789abcdefghijklmnop"
 PARAMS = "X = 0.0  # first\n"
@@ -67,7 +68,7 @@ def test_base_url_credentials_never_show() -> None:
     url = "https://user:hunter2pass@example.invalid/v1?api-key=abcdef123456"
     assert safe_url(url) == "https://example.invalid/v1"
     cfg = LLMConfig(max_retries=0, request_timeout_s=2)
-    proposer = LLMProposer(cfg, model="m", base_url="http://u:hunter2pass@127.0.0.1:9/v1?k=zz")
+    proposer = LLM(cfg, model="m", base_url="http://u:hunter2pass@127.0.0.1:9/v1?k=zz")
     with pytest.raises(LLMError) as info:
         proposer.propose(context())
     assert "hunter2pass" not in str(info.value) and "k=zz" not in str(info.value)
@@ -75,14 +76,14 @@ def test_base_url_credentials_never_show() -> None:
 
 def test_a_cost_budget_on_an_unpriced_model_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="price_in_per_mtok_usd"):
-        LLMProposer(LLMConfig(), model="mystery", base_url="http://127.0.0.1:9/v1", max_cost_usd=1)
+        LLM(LLMConfig(), model="mystery", base_url="http://127.0.0.1:9/v1", max_cost_usd=1)
     assert builtin_price("o3-pro") is None and builtin_price("o3-deep-research") is None
     assert builtin_price("gpt-5-pro") is None and builtin_price("o3-2025-04-16") is not None
 
 
 def test_a_loopback_server_never_gets_the_real_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
-    proposer = LLMProposer(LLMConfig(), model="m", base_url="http://localhost:9/v1")
+    proposer = LLM(LLMConfig(), model="m", base_url="http://localhost:9/v1")
     assert proposer._client.api_key != KEY
     proposer.close()
 
@@ -92,7 +93,7 @@ def test_a_cut_off_answer_is_reported_as_such() -> None:
         cut = "DESCRIPTION: move X\nHYPOTHESIS: h\nparams.py\n<<<<<<< SEA"
         server.add(Reply(cut, finish_reason="length"))
         server.add(Reply(GOOD))
-        proposer = LLMProposer(LLMConfig(), model="fake", base_url=server.base_url)
+        proposer = LLM(LLMConfig(), model="fake", base_url=server.base_url)
         proposer.propose(context())
         assert "your answer was cut off" in server.requests[1].last_user_message
         proposer.close()
@@ -109,7 +110,7 @@ def test_close_stops_the_server_even_if_the_client_close_fails() -> None:
         def close(self) -> None:
             raise RuntimeError("boom")
 
-    proposer = LLMProposer(LLMConfig(), model="m", base_url="http://127.0.0.1:9/v1")
+    proposer = LLM(LLMConfig(), model="m", base_url="http://127.0.0.1:9/v1")
     server = Server()
     proposer._server, proposer._client = server, Client()  # type: ignore[assignment]
     with pytest.raises(RuntimeError):
@@ -124,7 +125,7 @@ def test_local_model_errors_are_config_errors() -> None:
 def test_the_server_child_dies_with_a_killed_driver() -> None:
     driver = (
         "import subprocess, sys, time\n"
-        "from autoresearch._local_model import die_with_parent\n"
+        "from autoresearch.proposers.llm._local_model import die_with_parent\n"
         "p = subprocess.Popen(['sleep', '60'], preexec_fn=die_with_parent)\n"
         "print(p.pid, flush=True)\ntime.sleep(60)\n"
     )

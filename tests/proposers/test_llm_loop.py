@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 
 from autoresearch import Loop
-from autoresearch._fake_openai import FakeOpenAIServer, Reply
 from autoresearch._ledger import Ledger
-from autoresearch._session import LEDGER_NAME
+from autoresearch._layout import LEDGER_NAME
 from autoresearch._types import ExperimentRecord
-from autoresearch._workspace import STATE_DIRNAME
+from autoresearch._layout import STATE_DIRNAME
 from autoresearch.testing import make_toy_domain
+from autoresearch.testing._fake_openai import FakeOpenAIServer, Reply
 
 GOOD = (
     "DESCRIPTION: move X to 3\nHYPOTHESIS: the optimum is at X=3\n\n"
@@ -44,10 +44,12 @@ def test_loop_records_good_bad_and_failed_proposals(
             model="fake",
             base_url=server.base_url,
             tag="llm1",
-            time_budget_s=5,
-            proposer__llm__max_format_retries=0,
-            proposer__llm__max_retries=1,
-            proposer__llm__retry_backoff_s=0.01,
+            overrides={
+                "time_budget_s": 5,
+                "proposer.llm.max_format_retries": 0,
+                "proposer.llm.max_retries": 1,
+                "proposer.llm.retry_backoff_s": 0.01,
+            },
         ).run(max_experiments=5)
     assert summary.experiments == 5
     assert summary.counts.get("keep") == 2  # the baseline and the good edit

@@ -1,4 +1,4 @@
-"""LLMProposer against a scripted OpenAI-compatible server on loopback, through the real
+"""LLM against a scripted OpenAI-compatible server on loopback, through the real
 ``openai`` client: edits, format retries, transport faults, budgets, and the API key."""
 
 from __future__ import annotations
@@ -10,17 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from autoresearch._config import ConfigError, LLMConfig
-from autoresearch._fake_openai import FakeOpenAIServer, Reply
-from autoresearch._llm import (
-    BudgetExhausted,
-    LLMError,
-    LLMProposer,
-    ProposalError,
-)
-from autoresearch._pricing import Price, builtin_price, price_for
-from autoresearch._prompt import candidate_schema
+from autoresearch._config import LLMConfig
+from autoresearch._errors import BudgetExhausted, ConfigError, ProposalError
 from autoresearch._types import Context, Edit, ExperimentRecord, Status
+from autoresearch.proposers._prompt import candidate_schema
+from autoresearch.proposers.llm._pricing import Price, builtin_price, price_for
+from autoresearch.proposers.llm._proposer import LLM, LLMError
+from autoresearch.testing._fake_openai import FakeOpenAIServer, Reply
 
 PARAMS = "X = 0.0  # first\nY = 0.0  # second\n"
 KEY = "sk-test-0123456789abcdefghijklmnop"
@@ -57,10 +53,10 @@ def _key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TEST_LLM_KEY", KEY)
 
 
-def make(base_url: str, sleeps: list[float] | None = None, **config: object) -> LLMProposer:
+def make(base_url: str, sleeps: list[float] | None = None, **config: object) -> LLM:
     cfg = LLMConfig(**{**FAST, "api_key_env": "TEST_LLM_KEY", **config})  # type: ignore[arg-type]
     waits = sleeps if sleeps is not None else []
-    return LLMProposer(cfg, model="fake-model", base_url=base_url, sleep=waits.append)
+    return LLM(cfg, model="fake-model", base_url=base_url, sleep=waits.append)
 
 
 def test_a_good_answer_becomes_a_candidate_with_tokens(server: FakeOpenAIServer) -> None:
@@ -197,7 +193,7 @@ def test_cost_is_priced_and_the_budget_stops_before_it_is_exceeded(
     cfg = LLMConfig(
         **FAST, api_key_env="TEST_LLM_KEY", price_in_per_mtok_usd=1.0, price_out_per_mtok_usd=2.0
     )
-    proposer = LLMProposer(cfg, model="fake-model", base_url=server.base_url, max_cost_usd=0.004)
+    proposer = LLM(cfg, model="fake-model", base_url=server.base_url, max_cost_usd=0.004)
     cand = proposer.propose(context())
     assert cand.cost_usd == pytest.approx(0.003)
     # The output cap was lowered so that even a full-length answer stays within the budget.
@@ -211,7 +207,7 @@ def test_cost_is_priced_and_the_budget_stops_before_it_is_exceeded(
 def test_token_budget_lowers_the_output_cap_then_stops(server: FakeOpenAIServer) -> None:
     server.add(Reply(GOOD, prompt_tokens=500, completion_tokens=100), Reply(GOOD))
     cfg = LLMConfig(**FAST, api_key_env="TEST_LLM_KEY", max_output_tokens=4096)
-    proposer = LLMProposer(cfg, model="fake-model", base_url=server.base_url, max_tokens=3000)
+    proposer = LLM(cfg, model="fake-model", base_url=server.base_url, max_tokens=3000)
     proposer.propose(context())
     assert server.requests[0].body["max_tokens"] < 3000
     proposer.restore([_record(tokens=2500)])  # a resumed run counts its earlier spend
@@ -256,9 +252,9 @@ def test_a_missing_key_for_the_hosted_api_is_a_clear_config_error(
 ) -> None:
     monkeypatch.delenv("TEST_LLM_KEY")
     with pytest.raises(ConfigError, match="TEST_LLM_KEY is not set"):
-        LLMProposer(LLMConfig(api_key_env="TEST_LLM_KEY"), model="gpt-4o")
+        LLM(LLMConfig(api_key_env="TEST_LLM_KEY"), model="gpt-4o")
     # A local server needs no key.
-    LLMProposer(LLMConfig(api_key_env="TEST_LLM_KEY"), model="m", base_url="http://127.0.0.1:1/v1")
+    LLM(LLMConfig(api_key_env="TEST_LLM_KEY"), model="m", base_url="http://127.0.0.1:1/v1")
 
 
 def test_builtin_prices_and_overrides() -> None:
@@ -289,21 +285,20 @@ def _record(tokens: int) -> ExperimentRecord:
     )  # fmt: skip
 
 
-def test_from_settings_needs_a_model(tmp_path: Path) -> None:
+def test_from_config_needs_a_model_and_start_sets_the_run_budget(tmp_path: Path) -> None:
     from autoresearch._config import load_config
-    from autoresearch._proposer import ProposerSettings
+    from autoresearch.proposers import ProposerOptions, ProposerSettings
     from autoresearch.testing import make_toy_domain
 
     domain = make_toy_domain(tmp_path / "toy")
     config, _ = load_config(domain)
-    settings = ProposerSettings(config, domain, tmp_path / "state", tmp_path / "l.db", "t", {})
     with pytest.raises(ConfigError, match="--model NAME"):
-        LLMProposer.from_settings(settings)
-    opts = {"model": "fake-model", "base_url": "http://127.0.0.1:9/v1", "max_tokens": 10}
-    proposer = LLMProposer.from_settings(
-        ProposerSettings(config, domain, tmp_path / "state", tmp_path / "l.db", "t", opts)
-    )
-    assert proposer.model == "fake-model" and proposer.max_tokens == 10
+        LLM.from_config(config, domain, ProposerOptions())
+    opts = ProposerOptions(model="fake-model", base_url="http://127.0.0.1:9/v1")
+    proposer = LLM.from_config(config, domain, opts)
+    assert proposer.model == "fake-model" and proposer.max_tokens is None
+    proposer.start(ProposerSettings(config, domain, tmp_path, tmp_path / "l.db", "t", None, 10))
+    assert proposer.max_tokens == 10
 
 
 def test_passes_the_shared_proposer_check(tmp_path: Path, server: FakeOpenAIServer) -> None:

@@ -15,9 +15,9 @@ import pytest
 
 from autoresearch import Loop
 from autoresearch._ledger import Ledger
-from autoresearch._session import LEDGER_NAME
+from autoresearch._layout import LEDGER_NAME
 from autoresearch._types import FINAL_STATUSES, Status
-from autoresearch._workspace import STATE_DIRNAME
+from autoresearch._layout import STATE_DIRNAME
 from autoresearch.testing import make_toy_domain
 
 pytestmark = [
@@ -39,12 +39,14 @@ def test_smollm2_runs_three_experiments_end_to_end(tmp_path: Path) -> None:
         proposer="llm",
         local_model="smollm2",
         tag="smol",
-        time_budget_s=5,
+        overrides={
+            "time_budget_s": 5,
+            "proposer.llm.max_output_tokens": 160,
+            "proposer.llm.max_format_retries": 1,
+            "proposer.llm.temperature": 0.2,
+        },
         # Short answers keep the tier quick on two CPU cores; one format retry exercises
-        # the retry path whenever the model's first answer does not apply.
-        proposer__llm__max_output_tokens=160,
-        proposer__llm__max_format_retries=1,
-        proposer__llm__temperature=0.2,
+        # the retry path whenever the model's first answer does not apply.,
     ).run(max_experiments=4)
     assert summary.experiments == 4
     ledger = Ledger(domain / STATE_DIRNAME / LEDGER_NAME)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from autoresearch._local_model import (
+from autoresearch.proposers.llm._local_model import (
     LOOPBACK,
     LocalModelError,
     LocalModelServer,

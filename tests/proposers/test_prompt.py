@@ -3,7 +3,8 @@ failure's log tail bounded, scrubbed and fenced as data."""
 
 from __future__ import annotations
 
-from autoresearch._prompt import (
+from autoresearch._types import Context, HistoryEntry, Status
+from autoresearch.proposers._prompt import (
     MAX_LOG_TAIL_CHARS,
     MAX_OLDER_SUMMARY_CHARS,
     SYSTEM_INSTRUCTIONS,
@@ -12,7 +13,6 @@ from autoresearch._prompt import (
     scrub_secrets,
     system_prompt,
 )
-from autoresearch._types import Context, HistoryEntry, Status
 
 PROGRAM = "# Toy\nLower the score by changing X and Y.\n"
 

@@ -22,8 +22,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._config import ConfigError
-from ._proc import scrub_env
+from autoresearch._errors import ConfigError
+from autoresearch.execution._proc import scrub_env
 
 LOOPBACK = "127.0.0.1"
 SMOLLM2 = "smollm2"

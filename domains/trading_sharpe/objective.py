@@ -28,7 +28,8 @@ from collections.abc import Mapping, Sequence
 from statistics import NormalDist
 from typing import Any
 
-from autoresearch._objective import MetricMissing, Objective
+from autoresearch._errors import MetricMissing
+from autoresearch._objective import Objective
 from autoresearch._types import ExperimentRecord, GateResult, Measurement, RunResult, Status
 
 # Figures copied from each section of the JSON into the Measurement.

@@ -15,8 +15,8 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ._proc import is_credential
-from ._types import Context, HistoryEntry, Status
+from autoresearch._types import Context, HistoryEntry, Status
+from autoresearch.execution._proc import is_credential
 
 # Upper bounds on each part of the prompt that grows with the run.
 MAX_LOG_TAIL_CHARS = 2000

@@ -9,8 +9,8 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
-from ._prompt import scrub_secrets
-from ._proposer import ProposalError
+from autoresearch._errors import ProposalError
+from autoresearch.proposers._prompt import scrub_secrets
 
 # Characters of a server's error message kept in a reason or a retry prompt.
 MAX_ERROR_CHARS = 500

@@ -1,4 +1,4 @@
-"""LLMProposer: asks any OpenAI-compatible chat endpoint (OpenAI, vLLM, a llama.cpp server,
+"""LLM: asks any OpenAI-compatible chat endpoint (OpenAI, vLLM, a llama.cpp server,
 Ollama) for one edit, applies it to the current best's files, and retries a malformed answer
 with the precise error. Transport faults are retried with backoff; what each proposal cost
 is put on the Candidate, and spending stops before a budget would be exceeded.
@@ -15,11 +15,21 @@ import random
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from ._config import ConfigError, LLMConfig
-from ._edits import EditFormatError, apply_blocks, parse_answer
-from ._llm_client import (
+from autoresearch._config import LLMConfig
+from autoresearch._errors import BudgetExhausted, ConfigError, ProposalError
+from autoresearch._types import Candidate, Context, ExperimentRecord
+from autoresearch.proposers._base import Proposer, ProposerOptions, ProposerSettings
+from autoresearch.proposers._prompt import (
+    candidate_schema,
+    register_secret,
+    render_context,
+    retry_message,
+    system_prompt,
+)
+from autoresearch.proposers.llm._client import (
     MAX_ERROR_CHARS,
     LLMError,
     Spend,
@@ -28,17 +38,12 @@ from ._llm_client import (
     safe_url,
     status_hint,
 )
-from ._local_model import LocalModelServer
-from ._pricing import Price, price_for
-from ._prompt import (
-    candidate_schema,
-    register_secret,
-    render_context,
-    retry_message,
-    system_prompt,
-)
-from ._proposer import BudgetExhausted, ProposalError, Proposer, ProposerSettings
-from ._types import Candidate, Context, ExperimentRecord
+from autoresearch.proposers.llm._edits import EditFormatError, apply_blocks, parse_answer
+from autoresearch.proposers.llm._local_model import LocalModelServer, server_command
+from autoresearch.proposers.llm._pricing import Price, price_for
+
+if TYPE_CHECKING:
+    from autoresearch._config import ResearchConfig
 
 log = logging.getLogger("autoresearch.llm")
 
@@ -56,7 +61,7 @@ PLACEHOLDER_KEY = "unused"
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
-class LLMProposer(Proposer):
+class LLM(Proposer):
     """Proposes one edit per call through the official ``openai`` client.
 
     ``max_tokens`` / ``max_cost_usd`` are run-wide limits: a request is sent only if it fits
@@ -67,98 +72,112 @@ class LLMProposer(Proposer):
 
     def __init__(
         self,
-        config: LLMConfig,
+        config: LLMConfig | None = None,
         *,
-        model: str,
+        model: str | None = None,
         base_url: str | None = None,
         api_key_env: str | None = None,
+        local_model: str | None = None,
         max_tokens: int | None = None,
         max_cost_usd: float | None = None,
         server: LocalModelServer | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        import openai  # Imported here: `import autoresearch` must not import openai.
-
-        self.config = config
-        self.model = model
-        self.base_url = base_url
+        """``config`` holds the ``[proposer.llm]`` settings; ``model``/``base_url``/``api_key_env``
+        override its fields. ``local_model`` (``smollm2``, a GGUF path, ``vllm:NAME``) is
+        started on loopback by ``start``; the rest is checked here, before a run begins."""
+        self.config = config = config or LLMConfig()
+        self.base_url = base_url or config.base_url
+        self._local_spec = local_model
+        if local_model is not None:
+            server_command(local_model, 0)  # a missing model or llama.cpp fails now
+        self.model = str(model or config.model or "")
+        if not self.model and local_model is None and server is None:
+            raise ConfigError(
+                "llm proposer: no model. Pass --model NAME (or --local-model smollm2), or set "
+                "[proposer.llm] model in autoresearch.toml."
+            )
         self.max_tokens = max_tokens
         self.max_cost_usd = max_cost_usd
-        self.price: Price | None = price_for(model, config)
         self._server = server
         self._sleep = sleep
         self._spent = Spend()
         self._dropped_params: set[str] = set()
         self._last_cap = config.max_output_tokens
-        self.json_mode = (
-            config.json_schema
-            if config.json_schema is not None
-            else server is not None and server.is_llama_cpp
-        )
-        env_name = api_key_env or config.api_key_env
-        host = urllib.parse.urlparse(base_url).hostname if base_url else None
-        loopback = server is not None or host in _LOOPBACK_HOSTS
-        key = None if loopback else os.environ.get(env_name)
-        if key:
-            register_secret(key)
-        elif base_url is None:
+        self._env_name = api_key_env or config.api_key_env
+        self._client: Any = None
+        self.price: Price | None = None
+        local = local_model is not None or server is not None
+        host = urllib.parse.urlparse(self.base_url).hostname if self.base_url else None
+        self._loopback = local or host in _LOOPBACK_HOSTS
+        if not self._loopback and self.base_url is None and not os.environ.get(self._env_name):
             raise ConfigError(
-                f"llm proposer: the environment variable {env_name} is not set. Export the "
-                "API key there, name another variable with [proposer.llm] api_key_env, or "
+                f"llm proposer: the environment variable {self._env_name} is not set. Export "
+                "the API key there, name another variable with [proposer.llm] api_key_env, or "
                 "use --base-url for a server that needs no key."
             )
-        if max_cost_usd is not None and self.price is None:
+        if server is not None:
+            self.base_url, self.model = server.base_url, server.model
+        if not local or server is not None:
+            self._connect()
+        self.check_budget(max_cost_usd, max_tokens)
+
+    @classmethod
+    def from_config(cls, config: ResearchConfig, domain_dir: Path, options: ProposerOptions) -> LLM:
+        return cls(
+            config.proposer.llm,
+            model=options.model,
+            base_url=options.base_url,
+            api_key_env=options.api_key_env,
+            local_model=options.local_model,
+        )
+
+    @property
+    def json_mode(self) -> bool:
+        if self.config.json_schema is not None:
+            return self.config.json_schema
+        return self._server is not None and self._server.is_llama_cpp
+
+    def check_budget(self, max_cost_usd: float | None, max_tokens: int | None) -> None:
+        local = self._local_spec is not None or self._server is not None
+        if max_cost_usd is not None and not local and price_for(self.model, self.config) is None:
             raise ConfigError(
-                f"llm proposer: no price is known for model {model!r}, so --max-cost-usd "
-                "cannot be enforced. Set [proposer.llm] price_in_per_mtok_usd and "
-                "price_out_per_mtok_usd in autoresearch.toml (USD per million tokens)."
+                f"llm proposer: no price is known for model {self.model!r}, so "
+                "--max-cost-usd cannot be enforced. Set [proposer.llm] price_in_per_mtok_usd "
+                "and price_out_per_mtok_usd in autoresearch.toml (USD per million tokens)."
             )
+
+    def start(self, settings: ProposerSettings) -> None:
+        # Run-wide limits: a limit given to the constructor stays when the run sets none.
+        if settings.max_tokens is not None:
+            self.max_tokens = settings.max_tokens
+        if settings.max_cost_usd is not None:
+            self.max_cost_usd = settings.max_cost_usd
+        if self._local_spec is not None and self._server is None:
+            log_path = settings.state_dir / "local-model.log"
+            self._server = LocalModelServer(self._local_spec, log_path).start()
+            self.base_url, self.model = self._server.base_url, self._server.model
+            self._connect()
+
+    def _connect(self) -> None:
+        import openai  # Imported here: `import autoresearch` must not import openai.
+
+        self.price = price_for(self.model, self.config)
+        key = None if self._loopback else os.environ.get(self._env_name)
+        if key:
+            register_secret(key)
         http_client = None
-        if loopback:
+        if self._loopback:
             # A proxy from the environment must not swallow loopback traffic.
             http_client = openai.DefaultHttpxClient(trust_env=False)
         self._client = openai.OpenAI(
             # A local server gets a placeholder: the real key must not leave for loopback.
             api_key=key or PLACEHOLDER_KEY,
-            base_url=base_url,
-            timeout=config.request_timeout_s,
+            base_url=self.base_url,
+            timeout=self.config.request_timeout_s,
             max_retries=0,  # Retries are ours: bounded, logged, Retry-After honoured.
             http_client=http_client,
         )
-
-    @classmethod
-    def from_settings(cls, settings: ProposerSettings) -> LLMProposer:
-        config = settings.config.proposer.llm
-        opts = settings.options
-        model = opts.get("model") or config.model
-        base_url = opts.get("base_url") or config.base_url
-        local = opts.get("local_model")
-        server = None
-        if local:
-            log_path = settings.state_dir / "local-model.log"
-            server = LocalModelServer(str(local), log_path).start()
-            base_url, model = server.base_url, server.model
-        if not model:
-            if server is not None:
-                server.stop()
-            raise ConfigError(
-                "llm proposer: no model. Pass --model NAME (or --local-model smollm2), or set "
-                "[proposer.llm] model in autoresearch.toml."
-            )
-        try:
-            return cls(
-                config,
-                model=str(model),
-                base_url=base_url,
-                api_key_env=opts.get("api_key_env"),
-                max_tokens=_opt_int(opts.get("max_tokens")),
-                max_cost_usd=_opt_float(opts.get("max_cost_usd")),
-                server=server,
-            )
-        except BaseException:
-            if server is not None:
-                server.stop()
-            raise
 
     # -- the Proposer contract ---------------------------------------------------------
 
@@ -225,7 +244,8 @@ class LLMProposer(Proposer):
 
     def close(self) -> None:
         try:
-            self._client.close()
+            if self._client is not None:
+                self._client.close()
         finally:
             if self._server is not None:
                 self._server.stop()
@@ -407,11 +427,3 @@ class LLMProposer(Proposer):
         if errors:
             meta["format_errors"] = [e[:MAX_ERROR_CHARS] for e in errors]
         return meta
-
-
-def _opt_int(value: object) -> int | None:
-    return None if value is None else int(str(value))
-
-
-def _opt_float(value: object) -> float | None:
-    return None if value is None else float(str(value))

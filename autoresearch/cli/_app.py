@@ -20,14 +20,13 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ._config import ConfigError
-from ._domains import bundled_domains, resolve_domain
-from ._init import write_config
-from ._loop import Loop
-from ._report import diff_text, status_data
-from ._session import SessionError
-from ._types import BaselineFailed, Event, Status
-from ._workspace import WorkspaceError, find_repo_root
+from autoresearch._domains import bundled_domains, resolve_domain
+from autoresearch._errors import BaselineFailed, ConfigError, SessionError, WorkspaceError
+from autoresearch._init import write_config
+from autoresearch._loop import Loop
+from autoresearch._types import Event, Status
+from autoresearch._workspace import find_repo_root
+from autoresearch.report._status import diff_text, status_data
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUSY, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -193,8 +192,6 @@ def run(
             base_url=base_url,
             local_model=local_model,
             api_key_env=api_key_env,
-            max_cost_usd=max_cost_usd,
-            max_tokens=max_tokens,
             gpu_ids=gpu_ids,
             on_event=printer,
         )
@@ -205,7 +202,12 @@ def run(
             f"acceptance {loop.acceptance.name}, budget {loop.config.time_budget_s:g} s/experiment"
         )
         with printer:
-            summary = loop.run(max_experiments=max_experiments, max_hours=max_hours)
+            summary = loop.run(
+                max_experiments=max_experiments,
+                max_hours=max_hours,
+                max_cost_usd=max_cost_usd,
+                max_tokens=max_tokens,
+            )
     counts = ", ".join(f"{n} {s}" for s, n in summary.counts.items() if n)
     console.print(
         f"[bold]{summary.tag}[/bold]: {summary.experiments} experiments ({counts}); "
@@ -364,7 +366,3 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(EXIT_INTERRUPTED)
-
-
-if __name__ == "__main__":
-    main()

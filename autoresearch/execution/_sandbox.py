@@ -10,13 +10,15 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ._proc import (
+from autoresearch._types import RunResult, Status
+from autoresearch.execution._proc import (
     GIT_LOCATION_VARS,
     MARKER_VAR,
     CappedLog,
@@ -27,7 +29,6 @@ from ._proc import (
     rss_mb,
     scrub_env,
 )
-from ._types import RunResult, Status
 
 # Seconds between SIGTERM and SIGKILL when a run is ended.
 KILL_GRACE_S = 3.0
@@ -35,11 +36,22 @@ KILL_GRACE_S = 3.0
 RSS_POLL_S = 0.1
 # Seconds to wait for the log pump after the run's processes are gone.
 LOG_DRAIN_S = 5.0
+# How often the sandbox looks for the command's "budget started" signal.
+SIGNAL_POLL_S = 0.2
+# The variable naming the file a command creates when budgeted work begins.
+BUDGET_FILE_VAR = "AUTORESEARCH_BUDGET_FILE"
 
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One sandbox run: ``command`` then, if it succeeded, the fixed ``eval_command``."""
+    """One sandbox run: ``command`` then, if it succeeded, the fixed ``eval_command``.
+
+    ``timeout_s`` is the command's hard limit (start-up allowance + budget + grace). When
+    ``after_signal_s`` is set, the command may signal that budgeted work began by creating the
+    file named in ``AUTORESEARCH_BUDGET_FILE``; the deadline then becomes the signal's time
+    plus ``after_signal_s`` (budget + grace), if that is sooner. Load at start-up cannot kill a
+    command that signals, and one that never signals gains no more than the allowance.
+    """
 
     workdir: Path
     command: str
@@ -58,6 +70,7 @@ class RunSpec:
     env_deny: tuple[str, ...] = ()
     marker_prefix: str = "autoresearch"
     gpu_ids: str | None = None
+    after_signal_s: float | None = None
 
 
 class Sandbox(abc.ABC):
@@ -133,7 +146,7 @@ class LocalSandbox(Sandbox):
         env = self._environment(spec)
         spec.log_path.parent.mkdir(parents=True, exist_ok=True)
         status, reason, code, wall, peak = self._run_one(
-            spec, spec.command, spec.log_path, spec.timeout_s, env
+            spec, spec.command, spec.log_path, spec.timeout_s, env, spec.after_signal_s
         )
         eval_code = None
         if status is None and spec.eval_command:
@@ -185,10 +198,31 @@ class LocalSandbox(Sandbox):
         log_path: Path,
         timeout_s: float,
         base_env: dict[str, str],
+        after_signal_s: float | None = None,
     ) -> tuple[Status | None, str, int | None, float, float]:
         marker = new_marker(spec.marker_prefix)
         env = dict(base_env)
         env[MARKER_VAR] = marker
+        signal_dir = None
+        if after_signal_s is not None:
+            signal_dir = tempfile.mkdtemp(prefix="autoresearch-signal-")
+            env[BUDGET_FILE_VAR] = os.path.join(signal_dir, "budget-started")
+        try:
+            return self._run_proc(spec, command, log_path, timeout_s, env, marker, after_signal_s)
+        finally:
+            if signal_dir is not None:
+                shutil.rmtree(signal_dir, ignore_errors=True)
+
+    def _run_proc(
+        self,
+        spec: RunSpec,
+        command: str,
+        log_path: Path,
+        timeout_s: float,
+        env: dict[str, str],
+        marker: str,
+        after_signal_s: float | None,
+    ) -> tuple[Status | None, str, int | None, float, float]:
         cgroup = MemoryCgroup.create(marker.replace(":", "-"), spec.memory_limit_mb)
         if spec.memory_limit_mb is not None and cgroup is None:
             self._note("memory cap enforced by polling RSS (cgroups not writable here)")
@@ -233,19 +267,33 @@ class LocalSandbox(Sandbox):
 
         threading.Thread(target=wait_then_wake, daemon=True).start()
         deadline = start + timeout_s
+        budget_file = env.get(BUDGET_FILE_VAR) if after_signal_s is not None else None
+        signalled_at: float | None = None
         poll_rss = cgroup is None
         peak = 0.0
         failure: Status | None = None
         reason = ""
         while proc.poll() is None:
+            if budget_file is not None and signalled_at is None and os.path.exists(budget_file):
+                assert after_signal_s is not None
+                signalled_at = time.monotonic()
+                deadline = min(deadline, signalled_at + after_signal_s)
             remaining = deadline - time.monotonic()
             if self._cancel.is_set():
                 failure, reason = Status.INTERRUPTED, "interrupted"
                 break
             if remaining <= 0:
-                failure, reason = Status.TIMEOUT, f"exceeded timeout_s={timeout_s:g}"
+                failure, reason = (
+                    Status.TIMEOUT,
+                    _timeout_reason(timeout_s, signalled_at, start, after_signal_s),
+                )
                 break
-            self._wake.wait(min(remaining, RSS_POLL_S) if poll_rss else remaining)
+            wait = remaining
+            if poll_rss:
+                wait = min(wait, RSS_POLL_S)
+            if budget_file is not None and signalled_at is None:
+                wait = min(wait, SIGNAL_POLL_S)
+            self._wake.wait(wait)
             self._wake.clear()
             if poll_rss:
                 peak = max(peak, rss_mb(find_pids()))
@@ -279,6 +327,21 @@ class LocalSandbox(Sandbox):
     def _note(self, message: str) -> None:
         if message not in self._warnings:
             self._warnings.append(message)
+
+
+def _timeout_reason(
+    timeout_s: float, signalled_at: float | None, start: float, after_signal_s: float | None
+) -> str:
+    if signalled_at is not None and after_signal_s is not None:
+        return (
+            f"ran past budget + grace ({after_signal_s:g} s after it signalled the start of "
+            f"its budget at {signalled_at - start:.1f} s); raise time_budget_s or grace_s"
+        )
+    return (
+        f"exceeded the hard limit of {timeout_s:g} s (start-up allowance + budget + grace) "
+        "without finishing; a slow start needs startup_allowance_s raised (or the command "
+        "should call autoresearch.harness.budget_started())"
+    )
 
 
 def end_strays(marker_prefix: str) -> int:

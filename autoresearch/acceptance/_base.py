@@ -6,8 +6,12 @@ import abc
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from ._config import AcceptanceConfig
+from pydantic import ValidationError
+
+from autoresearch._config import AcceptanceConfig
+from autoresearch._errors import ConfigError
 
 
 class Verdict(enum.StrEnum):
@@ -64,14 +68,32 @@ class Acceptance(abc.ABC):
     name: str = "acceptance"
     max_runs_per_candidate: int = 1
 
-    def __init__(self, config: AcceptanceConfig | None = None) -> None:
-        self.config = config or AcceptanceConfig()
+    def __init__(self, config: AcceptanceConfig | None = None, **fields: Any) -> None:
+        """``config`` is the ``[acceptance]`` table; keyword ``fields`` build one instead
+        (``Sequential(z=3, repeats=5)``), validated like the file's (a misspelt field names
+        itself)."""
+        if config is not None and fields:
+            config = config.model_copy(update=fields)
+        elif config is None:
+            try:
+                config = AcceptanceConfig(policy=self.name, **fields)
+            except ValidationError as e:
+                raise ConfigError(_format(type(self).__name__, e)) from None
+        self.config = config
 
     @abc.abstractmethod
     def decide(self, evidence: Evidence) -> Decision: ...
 
     def calibration_runs(self, experiments_done: int) -> int:
         return 0
+
+
+def _format(owner: str, err: ValidationError) -> str:
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
+        for e in err.errors()
+    )
+    return f"{owner}: {problems}"
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -97,23 +119,12 @@ class Greedy(Acceptance):
         )
 
 
-# Lazy registry: name -> "module:Class" (imported on use).
-ACCEPTANCE_POLICIES: dict[str, str] = {
-    "greedy": "autoresearch._acceptance:Greedy",
-    "threshold": "autoresearch._policies:Threshold",
-    "repeated": "autoresearch._policies:Repeated",
-    "sequential": "autoresearch._policies:Sequential",
-}
-
-
 def make_acceptance(config: AcceptanceConfig) -> Acceptance:
-    from ._config import ConfigError
-    from ._objective import import_path
+    """The policy ``config.policy`` names (a built-in or an entry point), built from it."""
+    from autoresearch.acceptance import POLICIES
 
-    target = ACCEPTANCE_POLICIES.get(config.policy)
-    if target is None:
-        known = ", ".join(sorted(ACCEPTANCE_POLICIES))
-        raise ConfigError(f"acceptance.policy: unknown policy {config.policy!r} (known: {known})")
-    cls = import_path(target, "acceptance.policy")
+    cls = POLICIES.get(config.policy, "acceptance.policy")
+    if not (isinstance(cls, type) and issubclass(cls, Acceptance)):
+        raise ConfigError(f"acceptance.policy: {config.policy!r} is not an Acceptance class")
     policy: Acceptance = cls(config)
     return policy

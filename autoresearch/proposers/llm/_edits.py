@@ -14,9 +14,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from ._edit_match import EditFormatError, replace_once
-from ._scope import glob_match
-from ._types import Edit
+from autoresearch._scope import glob_match
+from autoresearch._types import Edit
+from autoresearch.proposers.llm._edit_match import EditFormatError, replace_once
 
 SEARCH_MARK = "<<<<<<< SEARCH"
 DIVIDER_MARK = "======="

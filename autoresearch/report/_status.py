@@ -6,26 +6,27 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from ._config import ConfigError, load_config
-from ._ledger import Ledger
-from ._objective import objective_for_domain
-from ._session import LEDGER_NAME, SessionError
-from ._types import Status
-from ._workspace import STATE_DIRNAME, find_repo_root, git
+from autoresearch._config import load_config
+from autoresearch._errors import ConfigError, SessionError
+from autoresearch._layout import Layout
+from autoresearch._ledger import Ledger
+from autoresearch._objective import objective_for_domain
+from autoresearch._types import ExperimentKind, Status
+from autoresearch._workspace import find_repo_root, git
 
 # Experiments listed by `status` (the JSON has them all in `counts`; rows via results.tsv).
 RECENT_ROWS = 15
 
 
 def _open(domain: Path, tag: str | None) -> tuple[Ledger, str]:
-    path = domain / STATE_DIRNAME / LEDGER_NAME
+    path = Layout(domain).ledger
     if not path.exists():
         raise SessionError(
             f"{domain}: no runs recorded yet (start one with `autoresearch run {domain}`)"
         )
-    ledger = Ledger(path)
+    ledger = Ledger.open_readonly(path)
     tag = tag or ledger.latest_tag()
-    if tag is None or ledger.tag(tag) is None:
+    if tag is None or ledger.tag_info(tag) is None:
         ledger.close()
         raise SessionError(f"{domain}: no run with tag {tag!r}")
     return ledger, tag
@@ -36,12 +37,12 @@ def status_data(domain: Path, tag: str | None = None, holdout: bool = False) -> 
     domain = domain.resolve()
     ledger, tag = _open(domain, tag)
     try:
-        row = ledger.tag(tag)
-        assert row is not None
-        records = ledger.records(tag)
+        info = ledger.tag_info(tag)
+        assert info is not None
+        records = ledger.history(tag)
         keeps = [r for r in records if r.status is Status.KEEP]
         baseline = next(
-            (r for r in records if r.proposer == "baseline" and r.value is not None), None
+            (r for r in records if r.kind is ExperimentKind.BASELINE and r.value is not None), None
         )
         best = keeps[-1] if keeps else None
         tokens, cost = ledger.spend(tag)
@@ -52,11 +53,11 @@ def status_data(domain: Path, tag: str | None = None, holdout: bool = False) -> 
 
         data: dict[str, Any] = {
             "tag": tag,
-            "state": row["state"],
-            "branch": row["branch"],
-            "preset": row["preset"],
-            "metric": row["metric"],
-            "direction": row["direction"],
+            "state": info.state,
+            "branch": info.branch,
+            "preset": info.preset,
+            "metric": info.metric,
+            "direction": info.direction,
             "baseline_value": incumbent_mean(baseline.commit) if baseline else None,
             "best_value": incumbent_mean(best.commit) if best else None,
             "best_commit": best.commit if best else None,
@@ -64,7 +65,7 @@ def status_data(domain: Path, tag: str | None = None, holdout: bool = False) -> 
             "experiments": len(records),
             "runs": ledger.run_count(tag),
             "counts": ledger.counts(tag),
-            "noise_sigma": row["noise_sigma"],
+            "noise_sigma": info.noise_sigma,
             "spend": {"tokens": tokens, "cost_usd": round(cost, 6)},
             "report": _objective_report(domain, records),
             "recent": [
@@ -104,12 +105,15 @@ def diff_text(domain: Path, tag: str | None = None, experiment: int | None = Non
     ledger, tag = _open(domain, tag)
     try:
         if experiment is not None:
-            row = ledger.row(experiment)
-            if row is None or row["tag"] != tag:
+            try:
+                record = ledger.record(experiment)
+            except KeyError:
+                record = None
+            if record is None or record.tag != tag:
                 raise SessionError(f"no experiment {experiment} in run {tag!r}")
-            return str(row["diff"])
-        row = ledger.tag(tag)
-        assert row is not None
+            return ledger.diff(experiment)
+        info = ledger.tag_info(tag)
+        assert info is not None
         root = find_repo_root(domain)
         assert root is not None
         rel = domain.relative_to(root).as_posix()
@@ -117,8 +121,8 @@ def diff_text(domain: Path, tag: str | None = None, experiment: int | None = Non
         return git(
             "diff",
             "--no-color",
-            row["base_commit"],
-            f"refs/heads/{row['branch']}",
+            info.base_commit,
+            f"refs/heads/{info.branch}",
             "--",
             *spec,
             cwd=root,

@@ -1,4 +1,4 @@
-"""AgentCLIProposer: lets an external coding agent (Claude Code, Codex, aider, ...) edit a
+"""Agent: lets an external coding agent (Claude Code, Codex, aider, ...) edit a
 scratch copy of the domain, and takes its file changes as the candidate.
 
 It is a proposer, not an experiment: the agent runs outside the experiment sandbox, in a
@@ -24,11 +24,19 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO
 
-from ._config import AgentConfig, ConfigError
-from ._proc import MARKER_VAR, CappedLog, kill_tree, new_marker, pids_with_marker, scrub_env
-from ._prompt import render_context
-from ._proposer import ProposalError, Proposer, ProposerSettings
-from ._types import Candidate, Context, Edit
+from autoresearch._config import AgentConfig, ResearchConfig
+from autoresearch._errors import ConfigError, ProposalError
+from autoresearch._types import Candidate, Context, Edit
+from autoresearch.execution._proc import (
+    MARKER_VAR,
+    CappedLog,
+    kill_tree,
+    new_marker,
+    pids_with_marker,
+    scrub_env,
+)
+from autoresearch.proposers._base import Proposer, ProposerOptions, ProposerSettings
+from autoresearch.proposers._prompt import render_context
 
 # The agent may write its description and hypothesis here; it is not part of the edit.
 PROPOSAL_FILE = ".autoresearch-proposal.json"
@@ -59,12 +67,14 @@ When done, write a file named {PROPOSAL_FILE} holding a JSON object:
 """
 
 
-class AgentCLIProposer(Proposer):
+class Agent(Proposer):
     """Runs ``[proposer.agent] command`` once per proposal in a scratch copy of the domain."""
 
     name = "agent"
 
-    def __init__(self, config: AgentConfig, domain_dir: Path, log_dir: Path) -> None:
+    def __init__(self, config: AgentConfig, domain_dir: Path, log_dir: Path | None = None) -> None:
+        """``log_dir`` (default: set by ``start`` to the run's ``agent-logs/``) keeps each
+        proposal's transcript."""
         if not config.command or not shlex.split(config.command):
             raise ConfigError(
                 "agent proposer: no command. Set [proposer.agent] command in autoresearch.toml, "
@@ -72,13 +82,18 @@ class AgentCLIProposer(Proposer):
             )
         self.config = config
         self.domain_dir = domain_dir
-        self.log_dir = log_dir
+        self.log_dir = log_dir or domain_dir / ".autoresearch" / "agent-logs"
+        self._log_dir_given = log_dir is not None
 
     @classmethod
-    def from_settings(cls, settings: ProposerSettings) -> AgentCLIProposer:
-        return cls(
-            settings.config.proposer.agent, settings.domain_dir, settings.state_dir / "agent-logs"
-        )
+    def from_config(
+        cls, config: ResearchConfig, domain_dir: Path, options: ProposerOptions
+    ) -> Agent:
+        return cls(config.proposer.agent, domain_dir)
+
+    def start(self, settings: ProposerSettings) -> None:
+        if not self._log_dir_given:
+            self.log_dir = settings.state_dir / "agent-logs"
 
     def propose(self, context: Context) -> Candidate:
         scratch = Path(tempfile.mkdtemp(prefix="autoresearch-agent-"))

@@ -7,9 +7,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ._config import ConfigError
-from ._proposer import Proposer, ProposerSettings
-from ._types import Candidate, Context, Edit, ExperimentRecord
+from autoresearch._config import ResearchConfig
+from autoresearch._errors import ConfigError
+from autoresearch._types import Candidate, Context, Edit, ExperimentRecord
+from autoresearch.proposers._base import Proposer, ProposerOptions
 
 
 class ScriptError(ValueError):
@@ -74,7 +75,7 @@ def load_script(path: Path) -> list[Candidate]:
     return out
 
 
-class ScriptedProposer(Proposer):
+class Scripted(Proposer):
     """Returns the script's candidates in order; ends the loop when they run out. A resumed
     run continues after the last recorded line."""
 
@@ -85,12 +86,14 @@ class ScriptedProposer(Proposer):
         self._next = 0
 
     @classmethod
-    def from_file(cls, path: Path) -> ScriptedProposer:
+    def from_file(cls, path: Path) -> Scripted:
         return cls(load_script(path))
 
     @classmethod
-    def from_settings(cls, settings: ProposerSettings) -> ScriptedProposer:
-        script = settings.options.get("script") or settings.config.proposer.script
+    def from_config(
+        cls, config: ResearchConfig, domain_dir: Path, options: ProposerOptions
+    ) -> Scripted:
+        script = options.script or config.proposer.script
         if not script:
             raise ConfigError(
                 "proposer 'scripted' needs a script: pass --script FILE or set proposer.script"
@@ -98,7 +101,7 @@ class ScriptedProposer(Proposer):
         path = Path(script)
         if not path.is_absolute():
             cwd_path = Path.cwd() / path
-            path = cwd_path if cwd_path.exists() else settings.domain_dir / path
+            path = cwd_path if cwd_path.exists() else domain_dir / path
         try:
             return cls.from_file(path)
         except ScriptError as e:

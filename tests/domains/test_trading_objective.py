@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from objectives.trading import SharpeObjective, deflated_sharpe, expected_max_sharpe
 from scipy import stats
 
 from autoresearch import ExperimentRecord, MetricMissing, RunResult, Status
 from autoresearch.testing import check_objective
-from objectives.trading import SharpeObjective, deflated_sharpe, expected_max_sharpe
 
 FIG = {"sharpe": 1.2, "max_drawdown": 0.1, "turnover": 5.0, "trades": 40.0, "cagr": 0.08}
 

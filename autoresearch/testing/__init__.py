@@ -16,13 +16,11 @@ import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ._config import load_config
-from ._fake_openai import FakeOpenAIServer, Reply
-from ._objective import MetricMissing, Objective
-from ._proposer import Proposer
-from ._scope import ScopeError, glob_match
-from ._scripted import ScriptedProposer, load_script, parse_candidate
-from ._types import (
+from autoresearch._config import load_config
+from autoresearch._errors import MetricMissing, ScopeError
+from autoresearch._objective import Objective
+from autoresearch._scope import glob_match
+from autoresearch._types import (
     Candidate,
     Context,
     ExperimentRecord,
@@ -31,13 +29,16 @@ from ._types import (
     RunResult,
     Status,
 )
-from ._workspace import Workspace, init_repo
+from autoresearch._workspace import Workspace, init_repo
+from autoresearch.proposers._base import Proposer
+from autoresearch.proposers._scripted import Scripted, load_script, parse_candidate
+from autoresearch.testing._fake_openai import FakeOpenAIServer, Reply
 
 __all__ = [
     "FakeObjective",
     "FakeOpenAIServer",
     "Reply",
-    "ScriptedProposer",
+    "Scripted",
     "check_objective",
     "check_proposer",
     "load_script",

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
-from ._acceptance import Acceptance, Decision, Evidence, Verdict
-from ._config import AcceptanceConfig
-from ._stats import (
+from autoresearch._config import AcceptanceConfig
+from autoresearch.acceptance._base import Acceptance, Decision, Evidence, Verdict
+from autoresearch.acceptance._stats import (
     bootstrap_p_better,
     mean,
     normal_quantile,
@@ -108,8 +109,8 @@ class Repeated(NoiseAware):
     default_test = "welch"
     default_p_value = 0.05
 
-    def __init__(self, config: AcceptanceConfig | None = None) -> None:
-        super().__init__(config)
+    def __init__(self, config: AcceptanceConfig | None = None, **fields: Any) -> None:
+        super().__init__(config, **fields)
         c = self.config
         self.repeats = c.repeats if c.repeats is not None else self.default_repeats
         self.test = c.test if c.test is not None else self.default_test
@@ -168,8 +169,8 @@ class Sequential(Repeated):
     incumbent_runs = 6
     futility_fraction = 0.6
 
-    def __init__(self, config: AcceptanceConfig | None = None) -> None:
-        super().__init__(config)
+    def __init__(self, config: AcceptanceConfig | None = None, **fields: Any) -> None:
+        super().__init__(config, **fields)
         if self.config.repeats is not None and self.config.repeats < self.incumbent_min:
             self.incumbent_min = self.incumbent_runs = self.config.repeats
 

@@ -10,9 +10,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from ._config import ConfigError, Knob
-from ._proposer import Proposer, ProposerSettings
-from ._types import Candidate, Context, Edit, ExperimentRecord, Status
+from autoresearch._config import KnobSpec, ResearchConfig
+from autoresearch._errors import ConfigError
+from autoresearch._types import Candidate, Context, Edit, ExperimentRecord, Status
+from autoresearch.proposers._base import Proposer, ProposerOptions, ProposerSettings
 
 # Significant digits written for a float knob: enough for a search, short for a diff.
 FLOAT_DIGITS = 4
@@ -31,7 +32,7 @@ def _constant_pattern(constant: str) -> re.Pattern[str]:
     )
 
 
-def format_value(knob: Knob, value: Any) -> str:
+def format_value(knob: KnobSpec, value: Any) -> str:
     if knob.type == "int":
         return str(int(value))
     if knob.type == "float":
@@ -57,19 +58,21 @@ def get_constant(text: str, constant: str) -> str | None:
     return m.group("value").strip() if m else None
 
 
-class KnobProposer(Proposer):
+class Knob(Proposer):
     """Each proposal: ask Optuna for values of every knob and rewrite those constants."""
 
     name = "knob"
 
     def __init__(
         self,
-        knobs: Sequence[Knob],
-        storage_url: str | None,
-        study_name: str,
-        direction: Literal["minimize", "maximize"],
+        knobs: Sequence[KnobSpec],
+        storage_url: str | None = None,
+        study_name: str = "autoresearch",
+        direction: Literal["minimize", "maximize"] = "minimize",
         seed: int = 0,
     ) -> None:
+        """The study is opened on first use: in ``storage_url`` (the run's ledger, set by
+        ``start``) or, with none, in memory."""
         import optuna
 
         if not knobs:
@@ -79,25 +82,38 @@ class KnobProposer(Proposer):
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.knobs = list(knobs)
         self._optuna = optuna
-        self.study = optuna.create_study(
-            storage=storage_url,
-            study_name=study_name,
-            direction=direction,
-            sampler=optuna.samplers.TPESampler(seed=seed),
-            load_if_exists=True,
-        )
+        self.storage_url = storage_url
+        self.study_name = study_name
+        self.direction = direction
+        self.seed = seed
+        self._study: Any = None
         self._pending: dict[int, Any] = {}
 
     @classmethod
-    def from_settings(cls, settings: ProposerSettings) -> KnobProposer:
-        cfg = settings.config
+    def from_config(
+        cls, config: ResearchConfig, domain_dir: Path, options: ProposerOptions
+    ) -> Knob:
         return cls(
-            cfg.proposer.knobs,
-            f"sqlite:///{Path(settings.ledger_path).resolve()}",
-            f"autoresearch-{settings.tag}",
-            cfg.objective.direction,
-            cfg.proposer.seed,
+            config.proposer.knobs, direction=config.objective.direction, seed=config.proposer.seed
         )
+
+    def start(self, settings: ProposerSettings) -> None:
+        # The study lives in the ledger, so --resume continues the search.
+        if self.storage_url is None:
+            self.storage_url = f"sqlite:///{Path(settings.ledger_path).resolve()}"
+            self.study_name = f"autoresearch-{settings.tag}"
+
+    @property
+    def study(self) -> Any:
+        if self._study is None:
+            self._study = self._optuna.create_study(
+                storage=self.storage_url,
+                study_name=self.study_name,
+                direction=self.direction,
+                sampler=self._optuna.samplers.TPESampler(seed=self.seed),
+                load_if_exists=True,
+            )
+        return self._study
 
     def _distributions(self) -> dict[str, Any]:
         d = self._optuna.distributions

@@ -1,0 +1,294 @@
+"""One experiment's pipeline: propose -> apply -> check scope -> run -> measure -> decide ->
+gate -> record. ``Loop`` repeats it; this module knows nothing of budgets or signals."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from autoresearch._config import ResearchConfig
+from autoresearch._context import build_context
+from autoresearch._errors import (
+    BaselineFailed,
+    BudgetExhausted,
+    Interrupted,
+    ProposalError,
+    ScopeError,
+)
+from autoresearch._measure import Measurer, RunOutcome, content_hash, memory_gb, summarize
+from autoresearch._objective import Objective
+from autoresearch._session import Session
+from autoresearch._types import (
+    Candidate,
+    Cause,
+    Context,
+    Event,
+    ExperimentKind,
+    ExperimentRecord,
+    RunKind,
+    Status,
+)
+from autoresearch.acceptance._base import Verdict
+from autoresearch.proposers._base import Proposer
+
+
+class BudgetStop(Exception):
+    """The proposer says the next proposal would exceed the spend budget."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How an experiment ended, before it is written: status, cause, reason, columns."""
+
+    status: Status
+    reason: str
+    cause: Cause | None = None
+    fields: dict[str, Any] = field(default_factory=dict)
+    failure_note: str | None = None  # what the next proposal is told (None: nothing failed)
+
+
+class Pipeline:
+    """Runs experiments of one session. It owns ``last_failure``: the failure of the
+    experiment just before the next proposal, shown to the proposer once."""
+
+    def __init__(
+        self,
+        session: Session,
+        config: ResearchConfig,
+        domain_dir: Path,
+        objective: Objective,
+        measurer: Measurer,
+        preset: str | None,
+        emit: Callable[[Event], None],
+        started: float,
+    ) -> None:
+        self.s = session
+        self.config = config
+        self.domain_dir = domain_dir
+        self.objective = objective
+        self.m = measurer
+        self.preset = preset
+        self.emit = emit
+        self.started = started
+        self.last_failure: str | None = None
+
+    def context(self) -> Context:
+        return build_context(
+            self.s, self.config, self.domain_dir, self.m.incumbent(), self.last_failure
+        )
+
+    # -- a candidate ---------------------------------------------------------------------
+    def candidate(
+        self, proposer: Proposer, in_proposer: Callable[[bool], None]
+    ) -> ExperimentRecord | None:
+        """Propose and measure one candidate; None when the proposer has nothing more."""
+        ledger = self.s.ledger
+        parent = self.m.incumbent()
+        t0 = time.monotonic()
+        context = self.context()
+        try:
+            in_proposer(True)
+            candidate = proposer.propose(context)
+        except (KeyboardInterrupt, Interrupted):
+            raise
+        except Exception as e:  # a proposer failure never kills the loop
+            return self._proposal_failed(proposer, parent, e)
+        finally:
+            in_proposer(False)
+        if candidate is None:
+            return None
+        exp = ledger.begin(
+            self.s.tag,
+            parent,
+            candidate.description,
+            proposer.name,
+            candidate.hypothesis,
+            candidate.meta,
+            candidate.tokens,
+            candidate.cost_usd,
+            time.monotonic() - t0,
+        )
+        outcome = self._measure_candidate(candidate, exp, parent)
+        return self.finish(proposer, candidate, exp, outcome)
+
+    def _measure_candidate(self, candidate: Candidate, exp: int, parent: str) -> Outcome:
+        ws, ledger = self.s.workspace, self.s.ledger
+        folder = self.m.folder(exp)
+        worktree = ws.add_worktree(f"{self.s.tag}-{exp}", parent)
+        try:
+            try:
+                changed, created = ws.apply(worktree, candidate.edits)
+            except ScopeError as e:
+                return Outcome(Status.INVALID, str(e), Cause.SCOPE, failure_note=f"invalid: {e}")
+            message = _commit_message(candidate, exp)
+            commit = ws.commit(worktree, changed, message, exp, created)
+            diff = ws.diff(parent, commit)
+            (folder / "diff.patch").write_text(diff, encoding="utf-8")
+            before = ws.snapshot(ws.worktree_domain(worktree))
+            digest = content_hash(before, self.preset)
+            fields: dict[str, Any] = {"commit_sha": commit, "diff": diff, "content_hash": digest}
+            ledger.update(exp, **fields)
+            twin = ledger.find_measured(self.s.tag, digest)
+            if twin is not None:
+                why = f"identical to experiment {twin.id}; its value is reused"
+                reused = {"value": twin.value, "secondary": twin.secondary, "holdout": twin.holdout}
+                return Outcome(Status.DISCARD, why, fields=reused)
+            first = self.m.measure(exp, RunKind.CANDIDATE, commit, worktree, folder, before)
+            fields.update(n_runs=1, log_path=str(first.run.log_path) if first.run else None)
+            if not first.ok:
+                return _failed(first, fields)
+            judged = self.m.decide(exp, commit, worktree, folder, before, first, parent)
+            runs = judged.runs
+            fields.update(
+                summarize([m for _, m in runs]),
+                n_runs=len(runs),
+                memory_gb=memory_gb(r for r, _ in runs),
+            )
+            if judged.cause is not None:
+                return Outcome(
+                    Status.DISCARD, judged.reason, judged.cause, fields, judged.failure_note
+                )
+            if judged.verdict is not Verdict.KEEP:
+                return Outcome(Status.DISCARD, judged.reason, fields=fields)
+            try:
+                gate = self.objective.gate(runs[-1][0])
+            except Exception as e:  # a gate that cannot check does not pass
+                why = f"objective error: {type(e).__name__}: {e}"
+                return Outcome(Status.GATE_FAILED, f"gate: {why}", Cause.OBJECTIVE_ERROR, fields)
+            if not gate.passed:
+                why = f"gate: {gate.reason}"
+                return Outcome(Status.GATE_FAILED, why, Cause.GATE, fields, f"gate_failed: {why}")
+            return Outcome(Status.KEEP, judged.reason, fields=fields)
+        finally:
+            ws.remove_worktree(worktree)
+
+    def _proposal_failed(self, proposer: Proposer, parent: str, e: Exception) -> ExperimentRecord:
+        tokens, cost = getattr(e, "tokens", 0), getattr(e, "cost_usd", 0.0)
+        if isinstance(e, BudgetExhausted):
+            if tokens or cost:  # a row only for what was really spent
+                spent = Candidate("budget reached", tokens=tokens, cost_usd=cost)
+                self._record_invalid(proposer, spent, parent, Cause.BUDGET, f"no proposal: {e}")
+            raise BudgetStop(str(e)) from None
+        # What the failed attempt spent is recorded like any other proposal's spend.
+        if isinstance(e, ProposalError):
+            cause, label, detail = Cause.NO_PROPOSAL, "no proposal", str(e)
+        else:
+            cause, label, detail = Cause.PROPOSER_BUG, "proposer error", f"{type(e).__name__}: {e}"
+        candidate = Candidate(f"{label}: {type(e).__name__}", tokens=tokens, cost_usd=cost)
+        return self._record_invalid(proposer, candidate, parent, cause, f"{label}: {detail}")
+
+    def _record_invalid(
+        self, proposer: Proposer, candidate: Candidate, parent: str, cause: Cause, reason: str
+    ) -> ExperimentRecord:
+        exp = self.s.ledger.begin(
+            self.s.tag,
+            parent,
+            candidate.description,
+            proposer.name,
+            tokens=candidate.tokens,
+            cost_usd=candidate.cost_usd,
+        )
+        outcome = Outcome(Status.INVALID, reason, cause, failure_note=f"invalid: {reason}")
+        return self.finish(None, candidate, exp, outcome)
+
+    # -- the baseline --------------------------------------------------------------------
+    def baseline(self) -> ExperimentRecord:
+        """Measure the unmodified target. A crash or timeout on the user's own files is tried
+        again (``baseline_retries``), each attempt a recorded baseline run, before the run
+        gives up with the cause."""
+        s = self.s
+        base = self.m.incumbent()
+        exp = s.ledger.begin(
+            s.tag,
+            base,
+            "baseline",
+            "baseline",
+            "the unmodified target, measured first",
+            kind=ExperimentKind.BASELINE,
+        )
+        folder = self.m.folder(exp)
+        attempts = 1 + self.config.baseline_retries
+        worktree = s.workspace.add_worktree(f"{s.tag}-{exp}", base)
+        try:
+            before = s.workspace.snapshot(s.workspace.worktree_domain(worktree))
+            for attempt in range(1, attempts + 1):
+                first = self.m.measure(exp, RunKind.BASELINE, base, worktree, folder, before)
+                retry = first.failure in (Status.CRASH, Status.TIMEOUT)
+                if first.ok or not retry or attempt == attempts:
+                    break
+                self.emit(
+                    Event(
+                        "message",
+                        message=f"baseline attempt {attempt} of {attempts} failed "
+                        f"({first.failure}: {first.reason}); trying again",
+                    )
+                )
+        finally:
+            s.workspace.remove_worktree(worktree)
+        cand = Candidate("baseline")
+        if not first.ok:
+            assert first.failure is not None
+            log = first.run.log_path if first.run else folder
+            outcome = _failed(first, {"commit_sha": base, "n_runs": attempt})
+            why = f"baseline failed: {first.reason}"
+            self.finish(
+                None, cand, exp, Outcome(outcome.status, why, outcome.cause, outcome.fields)
+            )
+            if first.failure is Status.INTERRUPTED:
+                raise Interrupted
+            tried = f" ({attempt} attempts)" if attempt > 1 else ""
+            raise BaselineFailed(
+                f"the baseline run failed{tried} ({first.failure.value}: {first.reason}); "
+                f"nothing can be compared to it. See {log}"
+            )
+        assert first.run is not None and first.measurement is not None
+        fields = summarize([first.measurement])
+        fields.update(commit_sha=base, n_runs=attempt, log_path=str(first.run.log_path))
+        fields.update(memory_gb=memory_gb([first.run]))
+        return self.finish(None, cand, exp, Outcome(Status.KEEP, "baseline", fields=fields))
+
+    # -- recording -----------------------------------------------------------------------
+    def finish(
+        self, proposer: Proposer | None, candidate: Candidate, exp: int, outcome: Outcome
+    ) -> ExperimentRecord:
+        """Write the row, then (for a keep) move the branch, then regenerate results.tsv."""
+        s = self.s
+        s.ledger.finish(exp, outcome.status, outcome.reason, outcome.cause, **outcome.fields)
+        record = s.ledger.record(exp)
+        if outcome.status is Status.KEEP and record.kind is ExperimentKind.CANDIDATE:
+            assert record.commit is not None
+            s.workspace.move_branch(record.commit, record.parent_commit)
+        # The failure shown to the next proposal is this experiment's (None if it went fine).
+        self.last_failure = outcome.failure_note
+        s.ledger.write_results_tsv(
+            s.workspace.layout.results_tsv, self.config.objective.metric or "value"
+        )
+        if proposer is not None:
+            with contextlib.suppress(Exception):
+                proposer.observe(candidate, record)
+        self.emit(
+            Event(
+                "experiment",
+                record=record,
+                best_value=self.m.best_value(),
+                elapsed_s=time.monotonic() - self.started,
+            )
+        )
+        return record
+
+
+def _failed(run: RunOutcome, fields: dict[str, Any]) -> Outcome:
+    assert run.failure is not None
+    return Outcome(run.failure, run.reason, run.cause, fields, run.failure_note)
+
+
+def _commit_message(candidate: Candidate, exp: int) -> str:
+    body = f"\n\n{candidate.hypothesis}" if candidate.hypothesis else ""
+    return f"{candidate.description}{body}\n\nautoresearch-experiment: {exp}"
+
+
+__all__ = ["BudgetStop", "Outcome", "Pipeline"]

@@ -1,0 +1,42 @@
+"""Acceptance policies: keep, discard or measure more. ``greedy`` is the upstream rule; the
+noise-aware ones (``threshold``, ``repeated``, ``sequential``) measure the noise first.
+
+``POLICIES`` maps a config name to its class; installed packages add their own through the
+``autoresearch.acceptance`` entry-point group.
+"""
+
+from autoresearch._registry import ACCEPTANCE_GROUP, Registry
+from autoresearch.acceptance._base import (
+    Acceptance,
+    Decision,
+    Evidence,
+    Greedy,
+    Verdict,
+    make_acceptance,
+)
+from autoresearch.acceptance._policies import NoiseAware, Repeated, Sequential, Threshold
+
+POLICIES = Registry(
+    "acceptance policy",
+    ACCEPTANCE_GROUP,
+    {
+        "greedy": "autoresearch.acceptance._base:Greedy",
+        "repeated": "autoresearch.acceptance._policies:Repeated",
+        "sequential": "autoresearch.acceptance._policies:Sequential",
+        "threshold": "autoresearch.acceptance._policies:Threshold",
+    },
+)
+
+__all__ = [
+    "POLICIES",
+    "Acceptance",
+    "Decision",
+    "Evidence",
+    "Greedy",
+    "NoiseAware",
+    "Repeated",
+    "Sequential",
+    "Threshold",
+    "Verdict",
+    "make_acceptance",
+]

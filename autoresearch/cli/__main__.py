@@ -1,0 +1,3 @@
+from autoresearch.cli._app import main
+
+main()

@@ -1,0 +1,35 @@
+"""Proposers: who suggests the next candidate. One module each; the LLM proposer is ``llm/``.
+
+``PROPOSERS`` maps a config or CLI name to its class; installed packages add their own through
+the ``autoresearch.proposers`` entry-point group.
+"""
+
+from autoresearch._registry import PROPOSERS_GROUP, Registry
+from autoresearch.proposers._agent import Agent
+from autoresearch.proposers._base import Proposer, ProposerOptions, ProposerSettings, make_proposer
+from autoresearch.proposers._knob import Knob
+from autoresearch.proposers._scripted import Scripted
+from autoresearch.proposers.llm import LLM
+
+PROPOSERS = Registry(
+    "proposer",
+    PROPOSERS_GROUP,
+    {
+        "agent": "autoresearch.proposers._agent:Agent",
+        "knob": "autoresearch.proposers._knob:Knob",
+        "llm": "autoresearch.proposers.llm._proposer:LLM",
+        "scripted": "autoresearch.proposers._scripted:Scripted",
+    },
+)
+
+__all__ = [
+    "LLM",
+    "PROPOSERS",
+    "Agent",
+    "Knob",
+    "Proposer",
+    "ProposerOptions",
+    "ProposerSettings",
+    "Scripted",
+    "make_proposer",
+]

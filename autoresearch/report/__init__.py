@@ -1,0 +1,5 @@
+"""Read-only views of a run: status figures and diffs (read through the ledger's API)."""
+
+from autoresearch.report._status import diff_text, status_data
+
+__all__ = ["diff_text", "status_data"]
