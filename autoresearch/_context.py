@@ -20,7 +20,13 @@ def build_context(
     """The context for the next proposal: program, the incumbent's editable files, history
     with deltas against the best at the time, and the last failure."""
     records = [r for r in session.ledger.records(session.tag) if r.status is not Status.RUNNING]
-    history = []
+    # Imported history (an upstream results.tsv) comes first, deltas within itself only.
+    history = [
+        HistoryEntry(r.id, r.status, r.description, r.value, None, r.reason, r.hypothesis)
+        for info in session.ledger.tags()
+        if info.state == "imported"
+        for r in session.ledger.history(info.tag)
+    ]
     best: float | None = None
     baseline: float | None = None
     for r in records:

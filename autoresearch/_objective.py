@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import abc
-import importlib
 import json
 import math
 import re
 import stat
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from autoresearch._config import ObjectiveConfig
 from autoresearch._errors import ConfigError, MetricMissing
+from autoresearch._registry import import_path
 from autoresearch._types import ExperimentRecord, GateResult, Measurement, RunResult
 
 
@@ -145,13 +144,15 @@ class MetricObjective(Objective):
         return Measurement(primary, secondary, holdout)
 
 
-def load_objective(config: ObjectiveConfig) -> Objective:
-    """The objective a config names: a class path with arguments, or a MetricObjective."""
+def load_objective(config: ObjectiveConfig, domain_dir: Path | None = None) -> Objective:
+    """The objective a config names: a class path with arguments, or a MetricObjective. With
+    ``domain_dir``, ``module:Class`` may name a fixed file of that folder (``objective:Cls``
+    for ``DIR/objective.py``), imported from that file without changing ``sys.path``."""
     if not config.class_path:
         return MetricObjective(
             config.metric, config.source, config.json_file, config.secondary, config.holdout
         )
-    cls = import_path(config.class_path, "objective.class")
+    cls = import_path(config.class_path, "objective.class", domain_dir)
     if not (isinstance(cls, type) and issubclass(cls, Objective)):
         raise ConfigError(f"objective.class: {config.class_path} is not an Objective subclass")
     kwargs: dict[str, Any] = dict(config.args)
@@ -164,26 +165,5 @@ def load_objective(config: ObjectiveConfig) -> Objective:
 
 
 def objective_for_domain(config: ObjectiveConfig, domain_dir: Path) -> Objective:
-    """``load_objective``, with the domain folder importable: a domain may ship its objective
-    as a fixed module of its own."""
-    if str(domain_dir) not in sys.path:
-        sys.path.append(str(domain_dir))
-    return load_objective(config)
-
-
-def import_path(path: str, field: str) -> Any:
-    """Import ``module:attr``; a ConfigError names ``field`` if it cannot be found."""
-    module_name, _, attr = path.partition(":")
-    if not module_name or not attr:
-        raise ConfigError(f"{field}: {path!r} must look like 'module:Name'")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as e:
-        raise ConfigError(
-            f"{field}: cannot import {module_name!r} ({e}). "
-            "Is the package (or its extra) installed?"
-        ) from None
-    try:
-        return getattr(module, attr)
-    except AttributeError:
-        raise ConfigError(f"{field}: {module_name!r} has no {attr!r}") from None
+    """``load_objective`` for a domain folder (its own objective module included)."""
+    return load_objective(config, domain_dir)

@@ -9,9 +9,10 @@ import hashlib
 import importlib
 import importlib.metadata
 import importlib.util
+import inspect
 import sys
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -173,4 +174,22 @@ def _on_path(folder: Path) -> Iterator[None]:
                 sys.path.remove(entry)
 
 
-__all__ = ["ACCEPTANCE_GROUP", "EXECUTORS_GROUP", "PROPOSERS_GROUP", "Registry", "import_path"]
+def publish(namespace: Mapping[str, object], names: Sequence[str], module: str) -> None:
+    """Show public classes and functions under their public path (``autoresearch.Loop``,
+    not ``autoresearch._loop.Loop``) in reprs, tracebacks and docs, as httpx does. Called at
+    the end of each public ``__init__``; the top-level package runs last and wins."""
+    for name in names:
+        obj = namespace.get(name)
+        if isinstance(obj, type) or inspect.isfunction(obj):
+            with contextlib.suppress(AttributeError, TypeError):
+                obj.__module__ = module
+
+
+__all__ = [
+    "ACCEPTANCE_GROUP",
+    "EXECUTORS_GROUP",
+    "PROPOSERS_GROUP",
+    "Registry",
+    "import_path",
+    "publish",
+]

@@ -62,6 +62,7 @@ class ExperimentKind(enum.StrEnum):
 
     BASELINE = "baseline"
     CANDIDATE = "candidate"
+    IMPORTED = "imported"  # a row of an upstream results.tsv (`init --from-upstream`)
 
     def __str__(self) -> str:
         return self.value

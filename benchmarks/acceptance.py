@@ -30,10 +30,17 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from autoresearch._config import AcceptanceConfig
-from autoresearch.acceptance._base import Acceptance, Evidence, Greedy, Verdict
-from autoresearch.acceptance._policies import Repeated, Sequential, Threshold
-from autoresearch.acceptance._stats import pooled_sigma
+from autoresearch import AcceptanceConfig
+from autoresearch.acceptance import (
+    Acceptance,
+    Evidence,
+    Greedy,
+    Repeated,
+    Sequential,
+    Threshold,
+    Verdict,
+    pooled_sigma,
+)
 
 BASE_VALUE = 1.0
 NOISE_CV = 0.02

@@ -5,9 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from autoresearch._errors import MetricMissing
-from autoresearch._objective import Objective, parse_summary
-from autoresearch._types import Measurement, RunResult
+from autoresearch import Measurement, MetricMissing, Objective, RunResult, parse_summary
 
 # What a training run reports beside val_bpb (device-neutral names).
 DEFAULT_SECONDARY = (

@@ -5,7 +5,9 @@ noise-aware ones (``threshold``, ``repeated``, ``sequential``) measure the noise
 ``autoresearch.acceptance`` entry-point group.
 """
 
-from autoresearch._registry import ACCEPTANCE_GROUP, Registry
+from autoresearch._registry import ACCEPTANCE_GROUP as _GROUP
+from autoresearch._registry import Registry as _Registry
+from autoresearch._registry import publish as _publish
 from autoresearch.acceptance._base import (
     Acceptance,
     Decision,
@@ -15,10 +17,11 @@ from autoresearch.acceptance._base import (
     make_acceptance,
 )
 from autoresearch.acceptance._policies import NoiseAware, Repeated, Sequential, Threshold
+from autoresearch.acceptance._stats import bootstrap_p_better, pooled_sigma, welch_t_test
 
-POLICIES = Registry(
+POLICIES = _Registry(
     "acceptance policy",
-    ACCEPTANCE_GROUP,
+    _GROUP,
     {
         "greedy": "autoresearch.acceptance._base:Greedy",
         "repeated": "autoresearch.acceptance._policies:Repeated",
@@ -38,5 +41,10 @@ __all__ = [
     "Sequential",
     "Threshold",
     "Verdict",
+    "bootstrap_p_better",
     "make_acceptance",
+    "pooled_sigma",
+    "welch_t_test",
 ]
+
+_publish(globals(), __all__, "autoresearch.acceptance")

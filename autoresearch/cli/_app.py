@@ -22,7 +22,13 @@ from rich.table import Table
 
 from autoresearch._domains import bundled_domains, resolve_domain
 from autoresearch._errors import BaselineFailed, ConfigError, SessionError, WorkspaceError
-from autoresearch._init import write_config
+from autoresearch._init import (
+    import_upstream_results,
+    new_domain,
+    templates,
+    write_config,
+    write_upstream_config,
+)
 from autoresearch._loop import Loop
 from autoresearch._types import Event, Status
 from autoresearch._workspace import find_repo_root
@@ -312,42 +318,68 @@ def domains() -> None:
 def init(
     target: Annotated[Path, typer.Argument(help="An existing folder to put under the loop.")],
     editable: Annotated[
-        list[str],
+        list[str] | None,
         typer.Option("--editable", help="Glob of files a candidate may change (repeatable)."),
-    ],
-    command: Annotated[str, typer.Option(help="Shell command that runs one experiment.")],
-    metric: Annotated[str, typer.Option(help="Name of the primary metric.")],
-    direction: Annotated[str, typer.Option(help="minimize or maximize.")],
+    ] = None,
+    command: Annotated[
+        str | None, typer.Option(help="Shell command that runs one experiment.")
+    ] = None,
+    metric: Annotated[str | None, typer.Option(help="Name of the primary metric.")] = None,
+    direction: Annotated[str | None, typer.Option(help="minimize or maximize.")] = None,
     fixed: Annotated[
         list[str] | None, typer.Option("--fixed", help="Glob of harness files (repeatable).")
     ] = None,
     metric_source: Annotated[str, typer.Option(help="summary, metric-lines or json.")] = "summary",
     time_budget_s: Annotated[float, typer.Option(help="The experiment's time budget.")] = 300.0,
     timeout_s: Annotated[
-        float | None, typer.Option(help="Hard kill (default 1.5 x budget + 60).")
+        float | None,
+        typer.Option(help="Absolute ceiling on a run (default: start-up + budget + grace)."),
     ] = None,
     memory_limit_mb: Annotated[
         int | None, typer.Option(help="Memory cap of the run's process tree.")
     ] = None,
+    from_upstream: Annotated[
+        bool,
+        typer.Option(
+            "--from-upstream",
+            help="An upstream-style folder (train.py, prepare.py, program.md): val_bpb, 300 s "
+            "budget, 10-minute kill; its results.tsv is imported as history.",
+        ),
+    ] = False,
     force: Annotated[
         bool, typer.Option("--force", help="Overwrite an existing autoresearch.toml.")
     ] = False,
 ) -> None:
     """Write a valid autoresearch.toml into an existing folder."""
     try:
-        path = write_config(
-            target,
-            editable=editable,
-            fixed=fixed or [],
-            command=command,
-            metric=metric,
-            direction=direction,
-            metric_source=metric_source,
-            time_budget_s=time_budget_s,
-            timeout_s=timeout_s,
-            memory_limit_mb=memory_limit_mb,
-            force=force,
-        )
+        if from_upstream:
+            path = write_upstream_config(target, force=force)
+            imported = import_upstream_results(target)
+            if imported:
+                console.print(f"imported {imported} row(s) of {target / 'results.tsv'}")
+        else:
+            needed = {"--editable": editable, "--command": command, "--metric": metric}
+            needed["--direction"] = direction
+            missing = [flag for flag, value in needed.items() if not value]
+            if missing:
+                raise ConfigError(
+                    f"init needs {', '.join(missing)} (or --from-upstream for an "
+                    "upstream-style folder)"
+                )
+            assert editable and command and metric and direction
+            path = write_config(
+                target,
+                editable=editable,
+                fixed=fixed or [],
+                command=command,
+                metric=metric,
+                direction=direction,
+                metric_source=metric_source,
+                time_budget_s=time_budget_s,
+                timeout_s=timeout_s,
+                memory_limit_mb=memory_limit_mb,
+                force=force,
+            )
     except ConfigError as e:
         raise _fail(str(e), EXIT_USAGE) from None
     console.print(f"wrote {path}")
@@ -358,6 +390,22 @@ def init(
             f"git -C {target} commit -m 'autoresearch config'"
         )
     console.print(f"then: autoresearch baseline {target}")
+
+
+@app.command()
+def new(
+    name: Annotated[Path, typer.Argument(help="The folder to create (its name names the domain).")],
+    template: Annotated[
+        str, typer.Option(help=f"The template to start from: {', '.join(templates())}.")
+    ] = "minimal",
+) -> None:
+    """Write the smallest working domain into a new folder."""
+    try:
+        path = new_domain(name, template)
+    except ConfigError as e:
+        raise _fail(str(e), EXIT_USAGE) from None
+    console.print(f"wrote the {template!r} domain to {path}")
+    console.print(f"then: autoresearch run {path} --max-experiments 5")
 
 
 def main() -> None:

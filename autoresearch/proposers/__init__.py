@@ -4,16 +4,18 @@
 the ``autoresearch.proposers`` entry-point group.
 """
 
-from autoresearch._registry import PROPOSERS_GROUP, Registry
+from autoresearch._registry import PROPOSERS_GROUP as _GROUP
+from autoresearch._registry import Registry as _Registry
+from autoresearch._registry import publish as _publish
 from autoresearch.proposers._agent import Agent
 from autoresearch.proposers._base import Proposer, ProposerOptions, ProposerSettings, make_proposer
 from autoresearch.proposers._knob import Knob
 from autoresearch.proposers._scripted import Scripted
 from autoresearch.proposers.llm import LLM
 
-PROPOSERS = Registry(
+PROPOSERS = _Registry(
     "proposer",
-    PROPOSERS_GROUP,
+    _GROUP,
     {
         "agent": "autoresearch.proposers._agent:Agent",
         "knob": "autoresearch.proposers._knob:Knob",
@@ -33,3 +35,5 @@ __all__ = [
     "Scripted",
     "make_proposer",
 ]
+
+_publish(globals(), __all__, "autoresearch.proposers")

@@ -28,9 +28,15 @@ from collections.abc import Mapping, Sequence
 from statistics import NormalDist
 from typing import Any
 
-from autoresearch._errors import MetricMissing
-from autoresearch._objective import Objective
-from autoresearch._types import ExperimentRecord, GateResult, Measurement, RunResult, Status
+from autoresearch import (
+    ExperimentRecord,
+    GateResult,
+    Measurement,
+    MetricMissing,
+    Objective,
+    RunResult,
+    Status,
+)
 
 # Figures copied from each section of the JSON into the Measurement.
 FIGURES = ("sharpe", "max_drawdown", "turnover", "trades", "cagr")

@@ -8,7 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from objectives.trading import SharpeObjective, deflated_sharpe, expected_max_sharpe
+from autoresearch._registry import load_module_file
+
+_OBJECTIVE = load_module_file(
+    Path(__file__).parents[2] / "domains" / "trading_sharpe" / "objective.py", "objective"
+)
+SharpeObjective = _OBJECTIVE.SharpeObjective
+deflated_sharpe = _OBJECTIVE.deflated_sharpe
+expected_max_sharpe = _OBJECTIVE.expected_max_sharpe
 from scipy import stats
 
 from autoresearch import ExperimentRecord, MetricMissing, RunResult, Status
