@@ -22,7 +22,11 @@ def test_wheel_holds_objectives_and_bundled_domains(tmp_path: Path) -> None:
     )
     wheel = next(tmp_path.glob("autoresearch-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
-    assert "objectives/ml.py" in names and "objectives/trading.py" in names
+    # The objectives install under autoresearch; site-packages gets no top-level `objectives`.
+    assert "autoresearch/objectives/ml.py" in names
+    assert not any(n.startswith("objectives/") for n in names)
+    assert "autoresearch/_bundled_domains/trading_sharpe/objective.py" in names
+    assert "autoresearch/_templates/minimal/evaluate.py" in names
     for domain in sorted(p.name for p in (ROOT / "domains").iterdir() if p.is_dir()):
         assert f"autoresearch/_bundled_domains/{domain}/autoresearch.toml" in names
         assert f"autoresearch/_bundled_domains/{domain}/program.md" in names
