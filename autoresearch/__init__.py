@@ -9,10 +9,9 @@ a domain's fixed files use, and ``autoresearch.testing`` the kit for testing plu
 from autoresearch import acceptance, execution, proposers
 from autoresearch._config import (
     AcceptanceConfig,
-    AgentConfig,
     KnobSpec,
-    LLMConfig,
     ObjectiveConfig,
+    PluginConfig,
     ProposerConfig,
     ResearchConfig,
     load_config,
@@ -67,7 +66,6 @@ __version__ = "0.1.0"
 __all__ = [
     "Acceptance",
     "AcceptanceConfig",
-    "AgentConfig",
     "BaselineFailed",
     "BudgetExhausted",
     "Candidate",
@@ -85,7 +83,6 @@ __all__ = [
     "HistoryEntry",
     "Interrupted",
     "KnobSpec",
-    "LLMConfig",
     "Ledger",
     "LocalSandbox",
     "Loop",
@@ -94,6 +91,7 @@ __all__ = [
     "MetricObjective",
     "Objective",
     "ObjectiveConfig",
+    "PluginConfig",
     "ProposalError",
     "Proposer",
     "ProposerConfig",

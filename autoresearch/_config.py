@@ -9,12 +9,16 @@ from __future__ import annotations
 import copy
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from autoresearch._errors import ConfigError
 from autoresearch._layout import CONFIG_NAME
+
+if TYPE_CHECKING:
+    from autoresearch.proposers._agent_config import AgentConfig
+    from autoresearch.proposers.llm._config import LLMConfig
 
 # Start-up (imports, data loading, a model build) allowed before the budget starts; load on a
 # shared machine can stretch it, so it ends early only when the command signals.
@@ -67,6 +71,12 @@ class ObjectiveConfig(_Model):
 
 
 class AcceptanceConfig(_Model):
+    """``[acceptance]``: the policy and the built-in policies' settings. A table
+    ``[acceptance.<policy>]`` overrides them for that policy only (a third-party policy with
+    its own ``Config`` model reads only its table)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
     policy: str = Field("greedy", description="Acceptance policy name (see `autoresearch --help`).")
     min_delta: float = Field(
         0.0, ge=0, description="Keep only improvements strictly larger than this (metric units)."
@@ -110,6 +120,36 @@ class AcceptanceConfig(_Model):
         0, ge=0, description="Re-measure the incumbent's noise every N experiments (0: never)."
     )
 
+    @model_validator(mode="after")
+    def _tables(self) -> AcceptanceConfig:
+        shared = self.model_dump(exclude=set(self.__pydantic_extra__ or {}))
+
+        def validate(name: str, raw: dict[str, Any]) -> BaseModel:
+            cls = _plugin_class("autoresearch.acceptance", "POLICIES", "acceptance", name)
+            model = getattr(cls, "Config", AcceptanceConfig)
+            if model is AcceptanceConfig:
+                unknown = sorted(set(raw) - set(AcceptanceConfig.model_fields))
+                if unknown:
+                    raise ValueError(f"acceptance.{name}.{unknown[0]}: unknown field")
+                return AcceptanceConfig.model_validate({**shared, **raw, "policy": name})
+            return model.model_validate(raw)
+
+        _plugin_tables("acceptance", self.__pydantic_extra__ or {}, validate)
+        return self
+
+    def for_policy(self, name: str | None = None) -> Any:
+        """The settings policy ``name`` (default: the chosen one) is built from: its table,
+        merged over the shared fields, or the shared fields themselves."""
+        name = name or self.policy
+        extras = self.__pydantic_extra__ or {}
+        if name in extras:
+            return extras[name]
+        if name == self.policy and not extras:
+            return self
+        return AcceptanceConfig.model_validate(
+            {**self.model_dump(exclude=set(extras)), "policy": name}
+        )
+
 
 class KnobSpec(_Model):
     name: str = Field(description="The knob's name (shown in descriptions).")
@@ -138,64 +178,48 @@ class KnobSpec(_Model):
         return self
 
 
-class LLMConfig(_Model):
-    model: str | None = Field(None, description="Model name as the server knows it.")
-    base_url: str | None = Field(None, description="OpenAI-compatible endpoint (None: OpenAI).")
-    api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable holding the key.")
-    temperature: float = Field(0.7, ge=0, description="Sampling temperature.")
-    max_output_tokens: int = Field(4096, gt=0, description="Cap on tokens per answer.")
-    request_timeout_s: float = Field(120.0, gt=0, description="Per-request timeout.")
-    max_retries: int = Field(
-        4, ge=0, description="Retries on timeouts, refused connections, 429 and 5xx."
-    )
-    retry_backoff_s: float = Field(
-        1.0, ge=0, description="First wait before a retry; doubles on each further retry."
-    )
-    max_retry_wait_s: float = Field(
-        120.0, ge=0, description="Longest single wait between retries (Retry-After included)."
-    )
-    max_format_retries: int = Field(2, ge=0, description="Retries of a malformed answer.")
-    history_recent: int = Field(10, ge=0, description="Experiments shown in full in the prompt.")
-    whole_file_max_lines: int = Field(
-        200, gt=0, description="Files up to this size may be replaced whole."
-    )
-    price_in_per_mtok_usd: float | None = Field(None, ge=0, description="Input price override.")
-    price_out_per_mtok_usd: float | None = Field(None, ge=0, description="Output price override.")
-    json_schema: bool | None = Field(
-        None,
-        description="Ask for JSON-schema-constrained answers, each edit pinned to one existing "
-        "line (for small local models; None: on with a local GGUF model, off otherwise).",
-    )
+class PluginConfig(BaseModel):
+    """The base of a plug-in's own settings table (``[proposer.<name>]``,
+    ``[acceptance.<policy>]``): unknown fields are errors, values are frozen. A plug-in class
+    names its model as ``Config``; the table is validated with it when the file is loaded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-# Agent state and caches that coding agents leave in their working folder.
-AGENT_IGNORE_DEFAULT = (
-    ".git/*",
-    "__pycache__/*",
-    "*/__pycache__/*",
-    "*.pyc",
-    ".aider*",
-    ".claude/*",
-    ".codex/*",
-)
+def _plugin_tables(kind: str, extras: dict[str, Any], validate: Any) -> None:
+    """Validate each extra table in place with ``validate(name, raw)``; errors name the
+    table and the field (``proposer.llm.temperatur: unknown field``)."""
+    for name, raw in list(extras.items()):
+        if not isinstance(raw, dict):
+            raise ValueError(f"{kind}.{name}: unknown field (a plug-in's settings are a table)")
+        try:
+            extras[name] = validate(name, raw)
+        except ValidationError as e:
+            problems = "; ".join(
+                f"{kind}.{name}.{'.'.join(str(p) for p in err['loc'])}: "
+                + ("unknown field" if err["type"] == "extra_forbidden" else err["msg"])
+                for err in e.errors()
+            )
+            raise ValueError(problems) from None
 
 
-class AgentConfig(_Model):
-    command: str | None = Field(None, description="The coding agent's command line.")
-    prompt_via: Literal["stdin", "arg"] = Field(
-        "stdin", description="How the prompt is handed over."
-    )
-    timeout_s: float = Field(900.0, gt=0, description="Time limit for one proposal.")
-    env_allow: list[str] = Field(
-        default_factory=list, description="Credential variables the agent may see (glob patterns)."
-    )
-    ignore: list[str] = Field(
-        default_factory=lambda: list(AGENT_IGNORE_DEFAULT),
-        description="Globs of by-product files the agent may leave that are not part of the edit.",
-    )
+def _plugin_class(registry_module: str, registry: str, kind: str, name: str) -> Any:
+    import importlib
+
+    reg = getattr(importlib.import_module(registry_module), registry)
+    if name not in reg:
+        raise ValueError(
+            f"{kind}.{name}: no {reg.kind} named {name!r} (known: {', '.join(reg.names())})"
+        )
+    return reg.get(name, f"{kind}.{name}")
 
 
 class ProposerConfig(_Model):
+    """``[proposer]``: which proposer, and each proposer's own table (``[proposer.llm]``,
+    ``[proposer.agent]``, or a third-party proposer's), validated by that proposer's model."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
     name: str | None = Field(
         None,
         description="Default proposer: knob, scripted, llm or agent (None: knob if knobs exist).",
@@ -205,8 +229,35 @@ class ProposerConfig(_Model):
     knobs: list[KnobSpec] = Field(
         default_factory=list, description="knob: the searchable constants."
     )
-    llm: LLMConfig = Field(default_factory=LLMConfig, description="llm proposer settings.")
-    agent: AgentConfig = Field(default_factory=AgentConfig, description="agent proposer settings.")
+
+    @model_validator(mode="after")
+    def _tables(self) -> ProposerConfig:
+        def validate(name: str, raw: dict[str, Any]) -> BaseModel:
+            cls = _plugin_class("autoresearch.proposers", "PROPOSERS", "proposer", name)
+            model = getattr(cls, "Config", None)
+            if model is None:
+                raise ValueError(f"proposer.{name}: the {name} proposer takes no settings table")
+            return model.model_validate(raw)
+
+        _plugin_tables("proposer", self.__pydantic_extra__ or {}, validate)
+        return self
+
+    def table(self, name: str) -> Any:
+        """Proposer ``name``'s settings: its validated table, or its model's defaults."""
+        extras = self.__pydantic_extra__ or {}
+        if name in extras:
+            return extras[name]
+        cls = _plugin_class("autoresearch.proposers", "PROPOSERS", "proposer", name)
+        model = getattr(cls, "Config", None)
+        return model() if model is not None else None
+
+    @property
+    def llm(self) -> LLMConfig:
+        return self.table("llm")
+
+    @property
+    def agent(self) -> AgentConfig:
+        return self.table("agent")
 
 
 class ResearchConfig(_Model):

@@ -8,19 +8,19 @@ from pydantic_core import PydanticUndefined
 
 from autoresearch._config import (
     AcceptanceConfig,
-    AgentConfig,
     KnobSpec,
-    LLMConfig,
     ObjectiveConfig,
     ProposerConfig,
     ResearchConfig,
 )
+from autoresearch.proposers import AgentConfig
+from autoresearch.proposers.llm import LLMConfig
 
 _SECTIONS: tuple[tuple[str, type[BaseModel], tuple[str, ...]], ...] = (
     ("top level", ResearchConfig, ("objective", "acceptance", "proposer")),
     ("[objective]", ObjectiveConfig, ()),
     ("[acceptance]", AcceptanceConfig, ()),
-    ("[proposer]", ProposerConfig, ("knobs", "llm", "agent")),
+    ("[proposer]", ProposerConfig, ("knobs",)),
     ("[[proposer.knobs]]", KnobSpec, ()),
     ("[proposer.llm]", LLMConfig, ()),
     ("[proposer.agent]", AgentConfig, ()),

@@ -31,7 +31,12 @@ FIELD_LIBRARIES = ("torch", "transformers", "trl", "vectorbt", "openai", "pandas
 
 
 def _imports(path: Path, top_level_only: bool = False) -> list[str]:
+    """Every import in the file, lazy ones included; type-only ones (under TYPE_CHECKING)
+    are not dependencies and are left out."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            node.body = []
     nodes = tree.body if top_level_only else list(ast.walk(tree))
     out = []
     for node in nodes:
@@ -47,7 +52,8 @@ def _files(folder: Path) -> list[Path]:
 
 
 def test_the_engine_imports_no_domain_no_field_library_and_only_plugin_bases() -> None:
-    engine = [p for p in PKG.glob("_*.py")]
+    # _docs.py writes the README's config reference from every model: a front-end like cli/.
+    engine = [p for p in PKG.glob("_*.py") if p.name != "_docs.py"]
     assert len(engine) > 10
     bad = []
     for path in engine:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from autoresearch._config import AcceptanceConfig
 from autoresearch._errors import ConfigError
@@ -67,6 +67,10 @@ class Acceptance(abc.ABC):
 
     name: str = "acceptance"
     max_runs_per_candidate: int = 1
+    # The settings model (the ``[acceptance]`` table, or ``[acceptance.<name>]`` merged over
+    # it). A third-party policy may name its own PluginConfig subclass; it then gets only
+    # its table, and its __init__ takes that model.
+    Config: type[BaseModel] = AcceptanceConfig
 
     def __init__(self, config: AcceptanceConfig | None = None, **fields: Any) -> None:
         """``config`` is the ``[acceptance]`` table; keyword ``fields`` build one instead
@@ -126,5 +130,5 @@ def make_acceptance(config: AcceptanceConfig) -> Acceptance:
     cls = POLICIES.get(config.policy, "acceptance.policy")
     if not (isinstance(cls, type) and issubclass(cls, Acceptance)):
         raise ConfigError(f"acceptance.policy: {config.policy!r} is not an Acceptance class")
-    policy: Acceptance = cls(config)
+    policy: Acceptance = cls(config.for_policy(config.policy))
     return policy

@@ -8,6 +8,7 @@ from autoresearch._registry import PROPOSERS_GROUP as _GROUP
 from autoresearch._registry import Registry as _Registry
 from autoresearch._registry import publish as _publish
 from autoresearch.proposers._agent import Agent
+from autoresearch.proposers._agent_config import AgentConfig
 from autoresearch.proposers._base import Proposer, ProposerOptions, ProposerSettings, make_proposer
 from autoresearch.proposers._knob import Knob
 from autoresearch.proposers._scripted import Scripted
@@ -28,6 +29,7 @@ __all__ = [
     "LLM",
     "PROPOSERS",
     "Agent",
+    "AgentConfig",
     "Knob",
     "Proposer",
     "ProposerOptions",

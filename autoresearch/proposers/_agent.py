@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO
 
-from autoresearch._config import AgentConfig, ResearchConfig
+from autoresearch._config import ResearchConfig
 from autoresearch._errors import ConfigError, ProposalError
 from autoresearch._types import Candidate, Context, Edit
 from autoresearch.execution._proc import (
@@ -35,6 +35,7 @@ from autoresearch.execution._proc import (
     pids_with_marker,
     scrub_env,
 )
+from autoresearch.proposers._agent_config import AgentConfig
 from autoresearch.proposers._base import Proposer, ProposerOptions, ProposerSettings
 from autoresearch.proposers._prompt import render_context
 
@@ -71,6 +72,7 @@ class Agent(Proposer):
     """Runs ``[proposer.agent] command`` once per proposal in a scratch copy of the domain."""
 
     name = "agent"
+    Config = AgentConfig
 
     def __init__(self, config: AgentConfig, domain_dir: Path, log_dir: Path | None = None) -> None:
         """``log_dir`` (default: set by ``start`` to the run's ``agent-logs/``) keeps each

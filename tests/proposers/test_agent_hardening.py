@@ -13,7 +13,7 @@ import pytest
 from conftest import pids_alive
 
 from autoresearch.proposers import _agent
-from autoresearch._config import AgentConfig
+from autoresearch.proposers import AgentConfig
 from autoresearch._errors import ProposalError
 from autoresearch._types import Context, Edit
 from autoresearch.proposers._agent import Agent

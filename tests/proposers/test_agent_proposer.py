@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import pids_alive
 
-from autoresearch._config import AgentConfig
+from autoresearch.proposers import AgentConfig
 from autoresearch._errors import ConfigError, ProposalError
 from autoresearch._types import Context, Edit
 from autoresearch.proposers._agent import PROPOSAL_FILE, Agent

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from autoresearch._config import LLMConfig
+from autoresearch.proposers.llm import LLMConfig
 from autoresearch._errors import ConfigError
 from autoresearch._types import Context
 from autoresearch.proposers._prompt import failure_block, render_context

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from autoresearch._config import LLMConfig
+from autoresearch.proposers.llm import LLMConfig
 from autoresearch._errors import BudgetExhausted, ConfigError, ProposalError
 from autoresearch._types import Context, Edit, ExperimentRecord, Status
 from autoresearch.proposers._prompt import candidate_schema

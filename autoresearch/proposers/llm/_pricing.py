@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from autoresearch._config import LLMConfig
+from autoresearch.proposers.llm._config import LLMConfig
 
 TOKENS_PER_MTOK = 1_000_000
 

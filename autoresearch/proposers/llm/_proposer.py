@@ -18,7 +18,6 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from autoresearch._config import LLMConfig
 from autoresearch._errors import BudgetExhausted, ConfigError, ProposalError
 from autoresearch._types import Candidate, Context, ExperimentRecord
 from autoresearch.proposers._base import Proposer, ProposerOptions, ProposerSettings
@@ -38,6 +37,7 @@ from autoresearch.proposers.llm._client import (
     safe_url,
     status_hint,
 )
+from autoresearch.proposers.llm._config import LLMConfig
 from autoresearch.proposers.llm._edits import EditFormatError, apply_blocks, parse_answer
 from autoresearch.proposers.llm._local_model import LocalModelServer, server_command
 from autoresearch.proposers.llm._pricing import Price, price_for
@@ -69,6 +69,7 @@ class LLM(Proposer):
     """
 
     name = "llm"
+    Config = LLMConfig
 
     def __init__(
         self,
