@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from autoresearch._types import (
     FINAL_STATUSES,
@@ -61,6 +61,13 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE INDEX IF NOT EXISTS runs_commit ON runs(tag, commit_sha);
 """
 RUN_KINDS = tuple(k.value for k in RunKind)
+# The experiment columns a record holds: every one but the diff (often the largest, and read
+# only by ``Ledger.diff``), so reading records stays cheap however large the diffs grow.
+_RECORD_COLUMNS = (
+    "id, tag, status, reason, description, hypothesis, proposer, parent_commit, commit_sha,"
+    " value, secondary, holdout, meta, tokens, cost_usd, memory_gb, content_hash, kind, cause,"
+    " n_runs, started_at, finished_at, log_path"
+)
 # Columns added since schema 1: (table, column, definition). Old ledgers get them on open.
 _MIGRATIONS = (
     ("experiments", "kind", "TEXT NOT NULL DEFAULT 'candidate'"),
@@ -265,7 +272,7 @@ class Ledger:
 
     def history(self, tag: str) -> list[ExperimentRecord]:
         """Every experiment of ``tag``, oldest first."""
-        rows = self._q("SELECT * FROM experiments WHERE tag=? ORDER BY id", (tag,))
+        rows = self._q(f"SELECT {_RECORD_COLUMNS} FROM experiments WHERE tag=? ORDER BY id", (tag,))
         return [_record(r) for r in rows]
 
     def records(self, tag: str) -> list[ExperimentRecord]:
@@ -273,7 +280,7 @@ class Ledger:
         return self.history(tag)
 
     def record(self, experiment_id: int) -> ExperimentRecord:
-        rows = self._q("SELECT * FROM experiments WHERE id=?", (experiment_id,))
+        rows = self._q(f"SELECT {_RECORD_COLUMNS} FROM experiments WHERE id=?", (experiment_id,))
         if not rows:
             raise KeyError(f"no experiment {experiment_id} in {self.path}")
         return _record(rows[0])
@@ -286,7 +293,8 @@ class Ledger:
     def find_measured(self, tag: str, content_hash: str) -> ExperimentRecord | None:
         """An earlier experiment of this tag with the same content that got a value."""
         rows = self._q(
-            "SELECT * FROM experiments WHERE tag=? AND content_hash=? AND value IS NOT NULL"
+            f"SELECT {_RECORD_COLUMNS} FROM experiments"
+            " WHERE tag=? AND content_hash=? AND value IS NOT NULL"
             " ORDER BY id DESC LIMIT 1",
             (tag, content_hash),
         )
@@ -410,7 +418,9 @@ class Ledger:
         header = ["commit", metric, "memory_gb", "status", "description", "id", "tag", "reason"]
         lines = ["\t".join(header)]
         for r in self._q(
-            "SELECT * FROM experiments WHERE status != ? ORDER BY id", (Status.RUNNING.value,)
+            "SELECT commit_sha, parent_commit, value, memory_gb, status, description, id, tag,"
+            " reason FROM experiments WHERE status != ? ORDER BY id",
+            (Status.RUNNING.value,),
         ):
             commit = (r["commit_sha"] or r["parent_commit"] or "")[:7]
             value = f"{r['value']:.6f}" if r["value"] is not None else f"{0:.6f}"
@@ -436,11 +446,25 @@ def _tsv_cell(text: str) -> str:
     return " ".join(str(text).split())
 
 
+_E = TypeVar("_E", bound=enum.Enum)
+
+
+def _member(cls: type[_E], value: Any) -> _E:
+    # The members' own map gives what ``cls(value)`` gives, without the slow call: every
+    # context rebuilds the whole history from rows.
+    member = cls._value2member_map_.get(value)
+    return cast(_E, member) if member is not None else cls(value)
+
+
+def _json(text: str) -> Any:
+    return {} if text == "{}" else json.loads(text)
+
+
 def _record(r: sqlite3.Row) -> ExperimentRecord:
     return ExperimentRecord(
         id=r["id"],
         tag=r["tag"],
-        status=Status(r["status"]),
+        status=_member(Status, r["status"]),
         reason=r["reason"],
         description=r["description"],
         hypothesis=r["hypothesis"],
@@ -448,15 +472,15 @@ def _record(r: sqlite3.Row) -> ExperimentRecord:
         parent_commit=r["parent_commit"],
         commit=r["commit_sha"],
         value=r["value"],
-        secondary=json.loads(r["secondary"]),
-        holdout=json.loads(r["holdout"]),
-        meta=json.loads(r["meta"]),
+        secondary=_json(r["secondary"]),
+        holdout=_json(r["holdout"]),
+        meta=_json(r["meta"]),
         tokens=r["tokens"],
         cost_usd=r["cost_usd"],
         memory_gb=r["memory_gb"],
         content_hash=r["content_hash"],
-        kind=ExperimentKind(r["kind"]),
-        cause=Cause(r["cause"]) if r["cause"] else None,
+        kind=_member(ExperimentKind, r["kind"]),
+        cause=_member(Cause, r["cause"]) if r["cause"] else None,
         n_runs=r["n_runs"],
         started_at=r["started_at"],
         finished_at=r["finished_at"],

@@ -7,6 +7,7 @@ worktree of its own (which has its own index) or to refs under ``autoresearch/``
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import posixpath
@@ -14,6 +15,7 @@ import re
 import shutil
 import subprocess
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from autoresearch._config import CONFIG_NAME
@@ -31,8 +33,15 @@ _FALLBACK_IDENTITY = {
 }
 
 
-# Candidate commits run no user hooks and need no signing key (nobody is at the terminal).
-_COMMIT_OPTS = ("-c", "core.hooksPath=/dev/null", "-c", "commit.gpgsign=false")
+# Every git call of the engine runs no user hooks, and starts no automatic maintenance (a
+# `git commit` would run `git maintenance run --auto` in the user's repository: a process per
+# candidate, and now and then a gc in the middle of a loop).
+_GIT_OPTS = ("-c", "core.hooksPath=/dev/null", "-c", "maintenance.auto=false")
+# Candidate commits need no signing key (nobody is at the terminal).
+_COMMIT_OPTS = ("-c", "commit.gpgsign=false")
+# Commits whose changes `files_at` remembers (the candidates just committed).
+_DELTAS_KEPT = 8
+_FULL_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 
 def clean_env(env: dict[str, str] | None = None) -> dict[str, str]:
@@ -48,7 +57,7 @@ def _run_git(
     # Its own process group: a Ctrl-C in the terminal reaches the driver (which then ends the
     # experiment in order), not a git command halfway through writing a worktree.
     return subprocess.run(
-        ["git", *args],
+        ["git", *_GIT_OPTS, *args],
         cwd=cwd,
         capture_output=True,
         env=clean_env(env),
@@ -110,6 +119,15 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+@dataclass(frozen=True)
+class _Delta:
+    """What a candidate commit changed against its parent (domain-relative paths)."""
+
+    parent: str
+    written: tuple[str, ...]
+    removed: tuple[str, ...]
+
+
 class Workspace:
     """Git operations for one research tag of one domain folder."""
 
@@ -139,6 +157,7 @@ class Workspace:
         self._env = _identity_env(self.repo_root)
         self._branch_sha: str | None = None
         self._files_cache: dict[tuple[str, tuple[str, ...]], dict[str, str]] = {}
+        self._deltas: dict[str, _Delta] = {}
 
     # -- paths -------------------------------------------------------------------------------
     def repo_path(self, rel_to_domain: str) -> str:
@@ -147,13 +166,16 @@ class Workspace:
     def worktree_domain(self, worktree: Path) -> Path:
         return worktree / self.rel if self.rel else worktree
 
+    @functools.cached_property
+    def git_common_dir(self) -> Path:
+        """The repository's own ``.git`` (shared by all its worktrees)."""
+        common = Path(git("rev-parse", "--git-common-dir", cwd=self.repo_root).strip())
+        return (common if common.is_absolute() else self.repo_root / common).resolve()
+
     # -- set-up ------------------------------------------------------------------------------
     def exclude_state(self) -> None:
         """List the engine's own files in ``.git/info/exclude`` (never in a tracked file)."""
-        common = Path(git("rev-parse", "--git-common-dir", cwd=self.repo_root).strip())
-        if not common.is_absolute():
-            common = self.repo_root / common
-        exclude = common / "info" / "exclude"
+        exclude = self.git_common_dir / "info" / "exclude"
         exclude.parent.mkdir(parents=True, exist_ok=True)
         prefix = f"/{self.rel}" if self.rel else ""
         wanted = [f"{prefix}/{STATE_DIRNAME}/", f"{prefix}/{RESULTS_NAME}"]
@@ -219,6 +241,12 @@ class Workspace:
 
     def checked_out_at(self) -> str | None:
         """The worktree (the user's or another) that has the research branch checked out."""
+        common = self.git_common_dir
+        # Read from the HEAD files (saves a git process per kept candidate) where their layout
+        # is the plain one; a bare or separate git dir, or a reftable (its HEAD files are
+        # stubs), asks git.
+        if common.name == ".git" and not (common / "reftable").exists():
+            return self._checked_out_from_files(common)
         listing = git("worktree", "list", "--porcelain", cwd=self.repo_root)
         path = None
         for line in listing.splitlines():
@@ -226,6 +254,24 @@ class Workspace:
                 path = line.removeprefix("worktree ")
             elif line == f"branch refs/heads/{self.branch}":
                 return path
+        return None
+
+    def _checked_out_from_files(self, common: Path) -> str | None:
+        want = f"ref: refs/heads/{self.branch}"
+        heads = [(common / "HEAD", common.parent)]
+        admin = common / "worktrees"
+        for entry in sorted(admin.iterdir()) if admin.is_dir() else []:
+            try:  # an absolute path, or (git 2.48+) one relative to the entry
+                where = (entry / (entry / "gitdir").read_text().strip()).resolve().parent
+            except OSError:
+                where = entry
+            heads.append((entry / "HEAD", where))
+        for head, where in heads:
+            try:
+                if head.read_text().strip() == want:
+                    return str(where)
+            except OSError:
+                continue
         return None
 
     def reset_worktree(self, worktree: Path) -> None:
@@ -239,18 +285,56 @@ class Workspace:
 
     # -- worktrees ---------------------------------------------------------------------------
     def add_worktree(self, name: str, commit: str) -> Path:
+        """A worktree with ``commit`` checked out (detached) at ``worktrees/<name>``.
+
+        Registered the way `git worktree add` does it (gitrepository-layout(5): ``<wt>/.git``
+        names ``<common>/worktrees/<id>``, which holds ``gitdir``, ``commondir`` and ``HEAD``),
+        then filled by one `git read-tree -u`: `git worktree add` takes three git processes,
+        the largest share of the engine's overhead per experiment.
+        """
         path = self.worktrees_dir / name
-        if path.exists():
+        if path.exists() or path.is_symlink():
             self.remove_worktree(path)
-        self.worktrees_dir.mkdir(parents=True, exist_ok=True)
-        git("worktree", "add", "--detach", "-q", str(path), commit, cwd=self.repo_root)
+        if not _FULL_SHA.fullmatch(commit):
+            commit = git("rev-parse", "--verify", f"{commit}^{{commit}}", cwd=self.repo_root)
+            commit = commit.strip()
+        admin = self._admin_dir(path)
+        # One left by a driver that died between removing the worktree and removing this.
+        shutil.rmtree(admin, ignore_errors=True)
+        path.mkdir(parents=True)
+        try:
+            # The worktree's .git first: `git worktree prune` drops an entry whose gitdir is
+            # missing, so it never sees a half-made one as stale.
+            (path / ".git").write_text(f"gitdir: {admin}\n")
+            admin.mkdir(parents=True)
+            (admin / "gitdir").write_text(f"{path / '.git'}\n")
+            (admin / "commondir").write_text("../..\n")
+            (admin / "HEAD").write_text(f"{commit}\n")
+            git("read-tree", "--reset", "-u", commit, cwd=path)
+        except BaseException:
+            self.remove_worktree(path)
+            raise
         return path
 
     def remove_worktree(self, path: Path) -> None:
-        git("worktree", "remove", "--force", str(path), cwd=self.repo_root, check=False)
+        admin = self._admin_dir(path)
+        if not admin.is_dir():  # not one of add_worktree's (an older version's, or half-made)
+            git("worktree", "remove", "--force", str(path), cwd=self.repo_root, check=False)
+        # Never follows the worktree's .git file: a run may have rewritten it.
+        if path.is_symlink():
+            path.unlink()
+        shutil.rmtree(path, ignore_errors=True)
         if path.exists():
-            shutil.rmtree(path, ignore_errors=True)
             git("worktree", "prune", cwd=self.repo_root, check=False)
+        else:
+            shutil.rmtree(admin, ignore_errors=True)
+
+    def _admin_dir(self, worktree: Path) -> Path:
+        # The path's digest keeps two domain folders of one repository (same tag, same
+        # experiment id) apart; the readable part keeps `ls .git/worktrees` useful.
+        digest = hashlib.sha256(str(worktree).encode()).hexdigest()[:8]
+        readable = re.sub(r"[^A-Za-z0-9_-]", "-", worktree.name)
+        return self.git_common_dir / "worktrees" / f"autoresearch-{readable}-{digest}"
 
     def remove_all_worktrees(self) -> list[str]:
         """Remove worktrees left by a driver that died; returns their names."""
@@ -282,6 +366,7 @@ class Workspace:
         """Commit exactly ``changed`` in the worktree; keep it under the candidate ref."""
         paths = [self.repo_path(p) for p in changed]
         created = [self.repo_path(p) for p in changed if p in new_files]
+        parent = _worktree_head(worktree)
         if created:
             git("add", "--", *created, cwd=worktree)
         # A pathspec commit takes exactly these paths (modified, deleted or just added).
@@ -299,6 +384,13 @@ class Workspace:
         )
         sha = _worktree_head(worktree) or git("rev-parse", "HEAD", cwd=worktree).strip()
         git("update-ref", self.candidate_ref(experiment_id), sha, cwd=self.repo_root)
+        if parent is not None:
+            domain = self.worktree_domain(worktree)
+            removed = tuple(p for p in changed if not (domain / p).exists())
+            written = tuple(p for p in changed if p not in removed)
+            self._deltas[sha] = _Delta(parent, written, removed)
+            while len(self._deltas) > _DELTAS_KEPT:
+                del self._deltas[next(iter(self._deltas))]
         return sha
 
     def diff(self, old: str, new: str) -> str:
@@ -311,10 +403,22 @@ class Workspace:
         key = (commit, tuple(patterns))
         if key in self._files_cache:
             return dict(self._files_cache[key])
-        spec = [self.rel] if self.rel else []
-        listing = git("ls-tree", "-r", "--name-only", "-z", commit, "--", *spec, cwd=self.repo_root)
-        paths = [p for p in listing.split("\0") if p and glob_match(self._domain_rel(p), patterns)]
-        out: dict[str, str] = {}
+        delta = self._deltas.get(commit)
+        base = self._files_cache.get((delta.parent, key[1])) if delta else None
+        if delta is not None and base is not None:
+            # A candidate just committed: its parent's files, with only what it wrote read
+            # back from git (a `git ls-tree` saved per kept candidate).
+            out = {p: t for p, t in base.items() if p not in delta.removed}
+            paths = [self.repo_path(p) for p in delta.written if glob_match(p, patterns)]
+        else:
+            spec = [self.rel] if self.rel else []
+            listing = git(
+                "ls-tree", "-r", "--name-only", "-z", commit, "--", *spec, cwd=self.repo_root
+            )
+            out = {}
+            paths = [
+                p for p in listing.split("\0") if p and glob_match(self._domain_rel(p), patterns)
+            ]
         if paths:
             # One `git cat-file --batch` for all blobs: "<sha> blob <size>\n<data>\n" each.
             query = "".join(f"{commit}:{p}\n" for p in paths).encode()
@@ -326,6 +430,8 @@ class Workspace:
                 data = batch[header_end + 1 : header_end + 1 + size]
                 out[self._domain_rel(p)] = data.decode("utf-8", errors="replace")
                 pos = header_end + 1 + size + 1
+        if base is not None:  # git's order (a new file would come last otherwise)
+            out = dict(sorted(out.items()))
         self._files_cache[key] = out
         return dict(out)
 

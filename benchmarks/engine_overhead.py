@@ -2,7 +2,9 @@
 
 N experiments whose command is `true`, proposed by a scripted proposer (so no search cost),
 through the real loop: git worktree + commit, sandbox start and whole-tree cleanup, ledger
-rows and results.tsv. Prints the median overhead in ms and as a share of a 10 s experiment.
+rows and results.tsv. Prints the median overhead in ms, as a share of a 10 s experiment, and
+as a ratio to one bare `git --version` run between each two experiments (the same process,
+under the same load: on a shared machine the ratio moves far less than the milliseconds).
 
     python benchmarks/engine_overhead.py [--experiments 60]
 Target: median <= 50 ms on a 2-core machine.
@@ -18,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from autoresearch import Candidate, Edit, Loop
+from autoresearch import Candidate, Edit, Event, Loop
 from autoresearch.testing import Scripted, make_toy_domain
 
 TARGET_MS = 50.0
@@ -55,28 +57,38 @@ def main() -> None:
             for i in range(1, args.experiments + 1)
         ]
         stamps: list[float] = []
-        loop = Loop.from_dir(
-            domain,
-            proposer=Scripted(cands),
-            tag="bench",
-            on_event=lambda e: (
-                stamps.append(time.perf_counter()) if e.kind == "experiment" else None
-            ),
-        )
+        reference_s: list[float] = []
+
+        def on_event(e: Event) -> None:
+            if e.kind != "experiment":
+                return
+            # The reference runs between two experiments; its time is taken out of the gap.
+            t = time.perf_counter()
+            subprocess.run(["git", "--version"], check=True, capture_output=True)
+            reference_s.append(time.perf_counter() - t)
+            stamps.append(time.perf_counter())
+
+        loop = Loop.from_dir(domain, proposer=Scripted(cands), tag="bench", on_event=on_event)
         # The command's own time, measured the same way the sandbox starts it.
         t = time.perf_counter()
         for _ in range(20):
             subprocess.run(["/bin/sh", "-c", "true"], check=True)
         command_s = (time.perf_counter() - t) / 20
         loop.run()
-    gaps = [b - a for a, b in itertools.pairwise(stamps)]
+    # stamps[i] is taken after reference i, so gap i ends with reference i + 1.
+    gaps = [
+        b - a - r for (a, b), r in zip(itertools.pairwise(stamps), reference_s[1:], strict=True)
+    ]
     overhead_ms = [(g - command_s) * 1000 for g in gaps]
     median = statistics.median(overhead_ms)
+    reference_ms = statistics.median(reference_s) * 1000
     print(f"experiments measured:          {len(gaps)}")
     print(f"command `true` alone:          {command_s * 1000:.2f} ms")
+    print(f"reference `git --version`:     {reference_ms:.2f} ms (median)")
     print(
         f"harness overhead, median:      {median:.1f} ms  (p90 "
-        f"{statistics.quantiles(overhead_ms, n=10)[-1]:.1f} ms)"
+        f"{statistics.quantiles(overhead_ms, n=10)[-1]:.1f} ms) = "
+        f"{median / reference_ms:.1f}x the reference"
     )
     print(
         f"share of a {REFERENCE_EXPERIMENT_S:g} s experiment:   "
