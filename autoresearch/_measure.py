@@ -113,6 +113,7 @@ class Measurer:
         stem = "incumbent-run" if kind is RunKind.INCUMBENT else "run"
         files = reserve_run_files(folder, stem)
         run = self.sandbox.run(self._spec(domain, files, seed))
+        s.workspace.refresh_git_env()  # before any git call that could run what it planted
         after = s.workspace.snapshot(domain)
         # Files the run changed or deleted; new files it wrote (outputs) do not matter.
         changed = [k for k in before if before[k] != after.get(k)]

@@ -23,9 +23,9 @@ from autoresearch._errors import WorkspaceError
 from autoresearch._layout import RESULTS_NAME, STATE_DIRNAME, Layout
 from autoresearch._scope import apply_edits, check_path, glob_match
 from autoresearch._types import Edit
-from autoresearch.execution._proc import GIT_LOCATION_VARS
 
-_FALLBACK_IDENTITY = {
+# The identity of every commit the engine makes (none of the user's config is read).
+_ENGINE_IDENTITY = {
     "GIT_AUTHOR_NAME": "autoresearch",
     "GIT_AUTHOR_EMAIL": "autoresearch@localhost",
     "GIT_COMMITTER_NAME": "autoresearch",
@@ -44,10 +44,59 @@ _DELTAS_KEPT = 8
 _FULL_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 
-def clean_env(env: dict[str, str] | None = None) -> dict[str, str]:
-    out = dict(os.environ if env is None else env)
-    for name in GIT_LOCATION_VARS:
-        out.pop(name, None)
+# Settings that make git run a program, overridden in every engine call (as command-line
+# config, which beats the repository's own): a candidate that wrote .git/config or a hook
+# must not get code run in the driver. Filter, textconv and merge drivers named in the
+# repository's config are emptied too (see _program_settings).
+_NO_PROGRAMS = {
+    "core.hooksPath": "/dev/null",
+    "core.fsmonitor": "false",
+    "core.pager": "cat",
+    "core.sshCommand": "false",
+    "core.askPass": "",
+    "core.editor": "false",
+    "diff.external": "",
+    "gpg.program": "false",
+    "credential.helper": "",
+    "protocol.ext.allow": "never",
+}
+# Keys of the repository's config whose values are commands (the drivers' names vary).
+_PROGRAM_KEYS = (
+    r"^(filter\..*\.(clean|smudge|process)|diff\..*\.(textconv|command)|merge\..*\.driver)$"
+)
+
+
+def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of an engine git call: none of the caller's GIT_* variables (a
+    GIT_DIR or GIT_EXTERNAL_DIFF of the user's shell must not steer it), no system or global
+    config, and every setting that runs a program overridden."""
+    out = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    out["GIT_CONFIG_NOSYSTEM"] = "1"
+    out["GIT_CONFIG_GLOBAL"] = os.devnull
+    out["GIT_TERMINAL_PROMPT"] = "0"
+    settings = {**_NO_PROGRAMS, **(extra or {})}
+    out["GIT_CONFIG_COUNT"] = str(len(settings))
+    for i, (key, value) in enumerate(settings.items()):
+        out[f"GIT_CONFIG_KEY_{i}"] = key
+        out[f"GIT_CONFIG_VALUE_{i}"] = value
+    return out
+
+
+def _program_settings(repo_root: Path) -> dict[str, str]:
+    """Every driver command the repository's config names (filter/textconv/merge), emptied."""
+    res = subprocess.run(
+        ["git", "config", "--get-regexp", _PROGRAM_KEYS],
+        cwd=repo_root,
+        capture_output=True,
+        env=clean_env(),
+        stdin=subprocess.DEVNULL,
+    )
+    out = {}
+    for line in res.stdout.decode(errors="replace").splitlines():
+        key = line.split(" ", 1)[0]
+        out[key] = ""
+        if key.startswith("filter."):
+            out[key.rsplit(".", 1)[0] + ".required"] = "false"
     return out
 
 
@@ -60,7 +109,7 @@ def _run_git(
         ["git", *_GIT_OPTS, *args],
         cwd=cwd,
         capture_output=True,
-        env=clean_env(env),
+        env=env if env is not None else clean_env(),
         process_group=0,
         input=data,
         stdin=None if data is not None else subprocess.DEVNULL,
@@ -98,16 +147,15 @@ def init_repo(domain_dir: Path) -> None:
         "-m",
         "autoresearch: initial commit",
         cwd=domain_dir,
-        env=_identity_env(domain_dir),
+        env=engine_env(domain_dir),
     )
 
 
-def _identity_env(cwd: Path) -> dict[str, str]:
-    env = clean_env()
-    name = git("config", "user.name", cwd=cwd, check=False).strip()
-    mail = git("config", "user.email", cwd=cwd, check=False).strip()
-    if not name or not mail:
-        env.update(_FALLBACK_IDENTITY)
+def engine_env(repo_root: Path) -> dict[str, str]:
+    """The environment of the engine's git calls in one repository: ``clean_env`` with the
+    repository's own driver commands emptied, and the engine's commit identity."""
+    env = clean_env(extra=_program_settings(repo_root))
+    env.update(_ENGINE_IDENTITY)
     return env
 
 
@@ -154,7 +202,7 @@ class Workspace:
         self.layout = Layout(self.domain_dir)
         self.state_dir = self.layout.state_dir
         self.worktrees_dir = self.layout.worktrees
-        self._env = _identity_env(self.repo_root)
+        self._env = engine_env(self.repo_root)
         self._branch_sha: str | None = None
         self._files_cache: dict[tuple[str, tuple[str, ...]], dict[str, str]] = {}
         self._deltas: dict[str, _Delta] = {}
@@ -169,10 +217,17 @@ class Workspace:
     @functools.cached_property
     def git_common_dir(self) -> Path:
         """The repository's own ``.git`` (shared by all its worktrees)."""
-        common = Path(git("rev-parse", "--git-common-dir", cwd=self.repo_root).strip())
+        common = Path(
+            git("rev-parse", "--git-common-dir", cwd=self.repo_root, env=self._env).strip()
+        )
         return (common if common.is_absolute() else self.repo_root / common).resolve()
 
     # -- set-up ------------------------------------------------------------------------------
+    def refresh_git_env(self) -> None:
+        """Re-read the repository's driver commands (filter, textconv, merge) to override:
+        called after every run, since a candidate without isolation can write .git/config."""
+        self._env = engine_env(self.repo_root)
+
     def exclude_state(self) -> None:
         """List the engine's own files in ``.git/info/exclude`` (never in a tracked file)."""
         exclude = self.git_common_dir / "info" / "exclude"
@@ -190,7 +245,14 @@ class Workspace:
         untracked: the worktrees would not hold them as they are. Git-ignored files and the
         engine's own files do not count."""
         out = git(
-            "status", "--porcelain", "-z", "--untracked-files=all", "--", ".", cwd=self.domain_dir
+            "status",
+            "--porcelain",
+            "-z",
+            "--untracked-files=all",
+            "--",
+            ".",
+            cwd=self.domain_dir,
+            env=self._env,
         )
         engine = {RESULTS_NAME, f".{RESULTS_NAME}.tmp"}
         dirty = set()
@@ -206,7 +268,7 @@ class Workspace:
         return repo_path[len(prefix) :] if prefix and repo_path.startswith(prefix) else repo_path
 
     def head_commit(self) -> str:
-        return git("rev-parse", "HEAD", cwd=self.repo_root).strip()
+        return git("rev-parse", "HEAD", cwd=self.repo_root, env=self._env).strip()
 
     def branch_commit(self) -> str | None:
         """The research branch's commit. Cached: only this driver moves the branch (it holds
@@ -219,12 +281,15 @@ class Workspace:
                 f"refs/heads/{self.branch}",
                 cwd=self.repo_root,
                 check=False,
+                env=self._env,
             ).strip()
             self._branch_sha = out or None
         return self._branch_sha
 
     def create_branch(self, commit: str) -> None:
-        git("update-ref", f"refs/heads/{self.branch}", commit, "", cwd=self.repo_root)
+        git(
+            "update-ref", f"refs/heads/{self.branch}", commit, "", cwd=self.repo_root, env=self._env
+        )
         self._branch_sha = commit
 
     def move_branch(self, new: str, old: str) -> None:
@@ -236,7 +301,7 @@ class Workspace:
                 f"branch {self.branch} is checked out at {where}; check out another branch "
                 f"there, then continue with `autoresearch run {self.domain_dir} --resume`"
             )
-        git("update-ref", f"refs/heads/{self.branch}", new, old, cwd=self.repo_root)
+        git("update-ref", f"refs/heads/{self.branch}", new, old, cwd=self.repo_root, env=self._env)
         self._branch_sha = new
 
     def checked_out_at(self) -> str | None:
@@ -247,7 +312,7 @@ class Workspace:
         # stubs), asks git.
         if common.name == ".git" and not (common / "reftable").exists():
             return self._checked_out_from_files(common)
-        listing = git("worktree", "list", "--porcelain", cwd=self.repo_root)
+        listing = git("worktree", "list", "--porcelain", cwd=self.repo_root, env=self._env)
         path = None
         for line in listing.splitlines():
             if line.startswith("worktree "):
@@ -277,8 +342,8 @@ class Workspace:
     def reset_worktree(self, worktree: Path) -> None:
         """Back to its commit, with every file a run left removed (caches, outputs): each run
         of a candidate starts from the same files."""
-        git("reset", "-q", "--hard", cwd=worktree)
-        git("clean", "-q", "-ffdx", cwd=worktree)
+        git("reset", "-q", "--hard", cwd=worktree, env=self._env)
+        git("clean", "-q", "-ffdx", cwd=worktree, env=self._env)
 
     def candidate_ref(self, experiment_id: int) -> str:
         return f"refs/autoresearch/{self.tag}/{experiment_id}"
@@ -296,7 +361,9 @@ class Workspace:
         if path.exists() or path.is_symlink():
             self.remove_worktree(path)
         if not _FULL_SHA.fullmatch(commit):
-            commit = git("rev-parse", "--verify", f"{commit}^{{commit}}", cwd=self.repo_root)
+            commit = git(
+                "rev-parse", "--verify", f"{commit}^{{commit}}", cwd=self.repo_root, env=self._env
+            )
             commit = commit.strip()
         admin = self._admin_dir(path)
         # One left by a driver that died between removing the worktree and removing this.
@@ -310,7 +377,7 @@ class Workspace:
             (admin / "gitdir").write_text(f"{path / '.git'}\n")
             (admin / "commondir").write_text("../..\n")
             (admin / "HEAD").write_text(f"{commit}\n")
-            git("read-tree", "--reset", "-u", commit, cwd=path)
+            git("read-tree", "--reset", "-u", commit, cwd=path, env=self._env)
         except BaseException:
             self.remove_worktree(path)
             raise
@@ -319,13 +386,21 @@ class Workspace:
     def remove_worktree(self, path: Path) -> None:
         admin = self._admin_dir(path)
         if not admin.is_dir():  # not one of add_worktree's (an older version's, or half-made)
-            git("worktree", "remove", "--force", str(path), cwd=self.repo_root, check=False)
+            git(
+                "worktree",
+                "remove",
+                "--force",
+                str(path),
+                cwd=self.repo_root,
+                check=False,
+                env=self._env,
+            )
         # Never follows the worktree's .git file: a run may have rewritten it.
         if path.is_symlink():
             path.unlink()
         shutil.rmtree(path, ignore_errors=True)
         if path.exists():
-            git("worktree", "prune", cwd=self.repo_root, check=False)
+            git("worktree", "prune", cwd=self.repo_root, check=False, env=self._env)
         else:
             shutil.rmtree(admin, ignore_errors=True)
 
@@ -343,7 +418,7 @@ class Workspace:
             for child in sorted(self.worktrees_dir.iterdir()):
                 self.remove_worktree(child)
                 names.append(child.name)
-        git("worktree", "prune", cwd=self.repo_root, check=False)
+        git("worktree", "prune", cwd=self.repo_root, check=False, env=self._env)
         return names
 
     # -- candidates --------------------------------------------------------------------------
@@ -368,7 +443,7 @@ class Workspace:
         created = [self.repo_path(p) for p in changed if p in new_files]
         parent = _worktree_head(worktree)
         if created:
-            git("add", "--", *created, cwd=worktree)
+            git("add", "--", *created, cwd=worktree, env=self._env)
         # A pathspec commit takes exactly these paths (modified, deleted or just added).
         git(
             *_COMMIT_OPTS,
@@ -382,8 +457,11 @@ class Workspace:
             cwd=worktree,
             env=self._env,
         )
-        sha = _worktree_head(worktree) or git("rev-parse", "HEAD", cwd=worktree).strip()
-        git("update-ref", self.candidate_ref(experiment_id), sha, cwd=self.repo_root)
+        sha = (
+            _worktree_head(worktree)
+            or git("rev-parse", "HEAD", cwd=worktree, env=self._env).strip()
+        )
+        git("update-ref", self.candidate_ref(experiment_id), sha, cwd=self.repo_root, env=self._env)
         if parent is not None:
             domain = self.worktree_domain(worktree)
             removed = tuple(p for p in changed if not (domain / p).exists())
@@ -395,7 +473,18 @@ class Workspace:
 
     def diff(self, old: str, new: str) -> str:
         spec = [self.rel] if self.rel else []
-        return git("diff", "--no-color", old, new, "--", *spec, cwd=self.repo_root)
+        return git(
+            "diff",
+            "--no-color",
+            "--no-ext-diff",
+            "--no-textconv",
+            old,
+            new,
+            "--",
+            *spec,
+            cwd=self.repo_root,
+            env=self._env,
+        )
 
     def files_at(self, commit: str, patterns: Sequence[str]) -> dict[str, str]:
         """Text of the files matching ``patterns`` at ``commit`` (domain-relative paths).
@@ -413,7 +502,15 @@ class Workspace:
         else:
             spec = [self.rel] if self.rel else []
             listing = git(
-                "ls-tree", "-r", "--name-only", "-z", commit, "--", *spec, cwd=self.repo_root
+                "ls-tree",
+                "-r",
+                "--name-only",
+                "-z",
+                commit,
+                "--",
+                *spec,
+                cwd=self.repo_root,
+                env=self._env,
             )
             out = {}
             paths = [
@@ -422,7 +519,7 @@ class Workspace:
         if paths:
             # One `git cat-file --batch` for all blobs: "<sha> blob <size>\n<data>\n" each.
             query = "".join(f"{commit}:{p}\n" for p in paths).encode()
-            batch = _run_git(["cat-file", "--batch"], self.repo_root, data=query).stdout
+            batch = _run_git(["cat-file", "--batch"], self.repo_root, self._env, data=query).stdout
             pos = 0
             for p in paths:
                 header_end = batch.index(b"\n", pos)

@@ -12,7 +12,7 @@ from autoresearch._layout import Layout
 from autoresearch._ledger import Ledger
 from autoresearch._objective import objective_for_domain
 from autoresearch._types import ExperimentKind, Status
-from autoresearch._workspace import find_repo_root, git
+from autoresearch._workspace import engine_env, find_repo_root, git
 
 # Experiments listed by `status` (the JSON has them all in `counts`; rows via results.tsv).
 RECENT_ROWS = 15
@@ -121,11 +121,14 @@ def diff_text(domain: Path, tag: str | None = None, experiment: int | None = Non
         return git(
             "diff",
             "--no-color",
+            "--no-ext-diff",
+            "--no-textconv",
             info.base_commit,
             f"refs/heads/{info.branch}",
             "--",
             *spec,
             cwd=root,
+            env=engine_env(root),
         )
     finally:
         ledger.close()
