@@ -28,9 +28,10 @@ def _public_names(module: types.ModuleType) -> set[str]:
     # What a user can reach: every non-underscore name the module defines or re-exports,
     # except the modules of its own package and `from __future__` features.
     out = set()
-    for name, value in vars(module).items():
+    for name in dir(module):  # dir() also lists the names a lazy module imports on use
         if name.startswith("_") or name == "annotations":
             continue
+        value = getattr(module, name)
         if isinstance(value, types.ModuleType):
             # A subpackage counts only where the module chose to export it.
             own = value.__name__.startswith(module.__name__ + ".")

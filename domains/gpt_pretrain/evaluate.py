@@ -5,34 +5,30 @@
 Scores val_bpb on a fixed slice of validation tokens that train.py is never handed, checks that
 the model is causal, and prints the `---` summary the objective records.
 
-Candidate code never runs in this process: a child (`python evaluate.py --serve`) imports
-train.py, rebuilds the model from the checkpoint (weights_only=True) and only answers "logits
-for these token rows" over a pipe. Cross-entropy, byte counts, the causality check and the
-summary all happen here, so train.py cannot patch them.
+Candidate code never runs in this process: an isolated worker (autoresearch.harness.Worker:
+`python -I`, a minimal environment without the data settings, its own process group) loads this
+file, imports train.py there, rebuilds the model from the checkpoint (weights_only=True) and
+only answers "logits for these token rows". Its prints are kept out of this output (shown,
+prefixed, only when it fails). Cross-entropy, byte counts, the causality check and the summary
+all happen here, so train.py cannot patch them.
 """
 
 from __future__ import annotations
 
-import collections
-import contextlib
 import importlib
 import json
 import math
 import os
-import signal
-import struct
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
 
 import numpy as np
 import prepare
 import torch
 import torch.nn.functional as F
+
+from autoresearch.harness import IsolatedCallError, Worker, env_str, print_summary
 
 # Causality: logits before the changed position may differ only by float noise. A leak small
 # enough to pass moves the loss by a negligible amount.
@@ -43,13 +39,8 @@ CAUSAL_TOLERANCE = 1e-3
 # the repeats of a promising candidate with odds far smaller. Checking costs about as much as
 # scoring.
 MIN_CHECK_ROWS = 128
-STDERR_TAIL_LINES = 40  # lines of the model process's stderr shown when it fails
-
-# Wire format, little-endian. Request: rows, cols (int64), then rows*cols int64 token ids.
-# Answer: ndim, itemsize (int64), ndim dims (int64), then the logits (float16 or float32).
-_REQUEST = struct.Struct("<2q")
-_ANSWER = struct.Struct("<2q")
-_DIM = struct.Struct("<q")
+# Loading the model, or one forward pass, taking longer than this is a hung model.
+MODEL_CALL_TIMEOUT_S = 600.0
 
 LogitsFn = Callable[[np.ndarray], torch.Tensor]
 
@@ -134,105 +125,35 @@ def score(
     return total_nats / total_bytes / math.log(2), worst
 
 
-# ---------------------------------------------------------------- the model process
+# ---------------------------------------------------------------- the model's process
+# These two run in the isolated worker (autoresearch.harness.Worker loads this file there),
+# never in the evaluator: train.py is imported only on that side.
+
+_model: torch.nn.Module | None = None
+_device = torch.device("cpu")
 
 
-def _read_exact(stream: object, size: int) -> bytearray:
-    buf = bytearray(size)
-    view, got = memoryview(buf), 0
-    while got < size:
-        n = stream.readinto(view[got:])  # type: ignore[attr-defined]
-        if not n:
-            raise EOFError
-        got += n
-    return buf
-
-
-class ModelProcess:
-    """train.py's model in a child process, asked for logits over a pipe; killed on close."""
-
-    def __init__(self, vocab: int) -> None:
-        self.vocab = vocab
-        self.proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "--serve"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,  # its own process group: close() ends its children too
-        )
-        # Kept, not printed: lines the candidate writes must not reach the recorded output.
-        self.stderr: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
-        self.drain = threading.Thread(target=self._drain, daemon=True)
-        self.drain.start()
-
-    def _drain(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.stderr.append(line.decode(errors="replace").rstrip())
-
-    def __call__(self, x: np.ndarray) -> torch.Tensor:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        try:
-            self.proc.stdin.write(_REQUEST.pack(*x.shape) + x.astype("<i8").tobytes())
-            self.proc.stdin.flush()
-            ndim, itemsize = _ANSWER.unpack(_read_exact(self.proc.stdout, _ANSWER.size))
-            if not 0 <= ndim <= 8 or itemsize not in (2, 4):
-                self.fail(f"the model process answered a bad header ({ndim}, {itemsize})")
-            shape = struct.unpack(f"<{ndim}q", _read_exact(self.proc.stdout, _DIM.size * ndim))
-            if shape != (*x.shape, self.vocab):
-                self.fail(
-                    f"the model returned logits of shape {shape}; expected "
-                    f"(batch, seq_len, vocab) = {(*x.shape, self.vocab)}"
-                )
-            data = _read_exact(self.proc.stdout, math.prod(shape) * itemsize)
-        except (BrokenPipeError, EOFError):
-            self.fail("the model process stopped")
-        dtype = np.dtype("<f2" if itemsize == 2 else "<f4")
-        return torch.from_numpy(np.frombuffer(data, dtype).reshape(shape))
-
-    def fail(self, message: str) -> NoReturn:
-        self.close()
-        tail = "\n".join(f"  model> {line}" for line in self.stderr)
-        raise SystemExit(f"{message}; its stderr ends:\n{tail}" if tail else message)
-
-    def close(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
-        self.drain.join(timeout=1)  # the last lines, unless a runaway child holds the pipe
-
-
-def serve() -> None:
-    """The child: rebuild train.py's model, then answer logits for each request until EOF."""
-    answers = os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)  # train.py's prints go to stderr, never into the answers
-    s = prepare.Settings.from_env()
-    dev = prepare.device(s)
-    ckpt = load_checkpoint(prepare.checkpoint_path())
-    prepare._EVALUATING = True  # train.py must not start training when imported here
-    sys.dont_write_bytecode = True  # no __pycache__ in the candidate's worktree
+def load_model(checkpoint: str, device: str) -> None:
+    """Rebuild train.py's model from the checkpoint, read before train.py is imported."""
+    global _model, _device
+    ckpt = load_checkpoint(Path(checkpoint))
     train = importlib.import_module("train")
     if not hasattr(train, "build_model"):
         raise SystemExit("train.py must define build_model(config) -> nn.Module")
     model = train.build_model(ckpt["model_config"])
     model.load_state_dict(ckpt["state_dict"])
-    model = model.to(dev).eval()
+    _device = torch.device(device)
+    _model = model.to(_device).eval()
+
+
+@torch.no_grad()
+def logits(x: np.ndarray) -> np.ndarray:
+    assert _model is not None, "load_model() first"
+    dev = _device
+    with torch.autocast(dev.type, torch.bfloat16, enabled=dev.type == "cuda"):
+        out = _model(torch.from_numpy(x).to(dev))
     out_dtype = torch.float16 if dev.type == "cuda" else torch.float32  # halves the transfer
-    requests = sys.stdin.buffer
-    while True:
-        try:
-            rows, cols = _REQUEST.unpack(_read_exact(requests, _REQUEST.size))
-            data = _read_exact(requests, rows * cols * 8)
-        except EOFError:
-            return
-        x = torch.frombuffer(data, dtype=torch.int64).view(rows, cols).to(dev)
-        with torch.no_grad(), torch.autocast(dev.type, torch.bfloat16, enabled=dev.type == "cuda"):
-            logits = model(x)
-        out = logits.detach().to(out_dtype).cpu().contiguous().numpy()
-        answers.write(_ANSWER.pack(out.ndim, out.itemsize))
-        answers.write(struct.pack(f"<{out.ndim}q", *out.shape))
-        answers.write(out.data)
-        answers.flush()
+    return out.detach().to(out_dtype).cpu().numpy()
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -257,46 +178,56 @@ def main() -> None:
     s = prepare.Settings.from_env()
     dev = prepare.device(s)
     tokens, token_bytes = validation_tokens(s)
-    ckpt = load_checkpoint(prepare.checkpoint_path())
-    model = ModelProcess(token_bytes.size)
+    path = prepare.checkpoint_path().resolve()
+    ckpt = load_checkpoint(path)
+    vocab = token_bytes.size
+    # train.py reads its preset at import; nothing else of this environment reaches it there.
+    env = {"GPT_PRESET": env_str("GPT_PRESET", "cpu")}
+    largest_answer_mb = s.eval_batch * s.seq_len * vocab * 4 / 2**20 + 1  # float32 logits
     try:
+        with Worker(
+            __file__,
+            timeout_s=MODEL_CALL_TIMEOUT_S,
+            env=env,
+            output="tail",
+            max_reply_mb=largest_answer_mb,
+        ) as model:
+            model.call("load_model", str(path), dev.type)
 
-        def logits_fn(x: np.ndarray) -> torch.Tensor:
-            return model(x).to(dev)  # cross-entropy on the device: the GPU preset's is large
+            def logits_fn(x: np.ndarray) -> torch.Tensor:
+                out = model.call("logits", x)
+                if not isinstance(out, np.ndarray) or out.dtype not in (np.float16, np.float32):
+                    raise SystemExit("the model process answered something other than logits")
+                return torch.from_numpy(out).to(dev)  # cross-entropy on the device
 
-        bpb, err = score(logits_fn, tokens, token_bytes, s.seq_len, s.eval_batch)
-    finally:
-        model.close()
+            bpb, err = score(logits_fn, tokens, token_bytes, s.seq_len, s.eval_batch)
+    except IsolatedCallError as e:
+        raise SystemExit(f"the model process failed: {e}") from None
     if err > CAUSAL_TOLERANCE:
         raise SystemExit(
             f"the model is not causal: changing later tokens changed earlier logits "
             f"(relative change {err:.3g} > {CAUSAL_TOLERANCE}); val_bpb not recorded"
         )
-    stats = ckpt["stats"]
+    stats = ckpt["stats"]  # train.py's own figures, recorded beside val_bpb, not trusted
     eval_s = time.time() - t0
     params = sum(v.numel() for v in ckpt["state_dict"].values())
     rows = (tokens.size - 1) // s.seq_len
     scored = rows - rows % min(s.eval_batch, rows)  # as score() does: whole batches only
-    summary = {
-        "val_bpb": f"{bpb:.6f}",
-        "training_seconds": f"{stats.get('training_seconds', 0.0):.1f}",
-        "total_seconds": f"{stats.get('total_seconds', 0.0) + eval_s:.1f}",
-        "peak_mem_mb": f"{stats.get('peak_mem_mb', 0.0):.1f}",  # training's (the model's own)
-        "mfu_percent": f"{stats.get('mfu_percent', 0.0):.2f}",
-        "total_tokens_M": f"{stats.get('total_tokens_M', 0.0):.2f}",
-        "num_steps": f"{int(stats.get('num_steps', 0))}",
-        "num_params_M": f"{params / 1e6:.2f}",
-        "eval_seconds": f"{eval_s:.1f}",
-        "eval_tokens": f"{scored * s.seq_len}",
-    }
-    print("---")
-    for key, value in summary.items():
-        print(f"{key + ':':<18}{value}")
-    sys.stdout.flush()
+    print_summary(
+        {
+            "val_bpb": bpb,
+            "training_seconds": float(stats.get("training_seconds", 0.0)),
+            "total_seconds": float(stats.get("total_seconds", 0.0)) + eval_s,
+            "peak_mem_mb": float(stats.get("peak_mem_mb", 0.0)),  # training's (the model's own)
+            "mfu_percent": float(stats.get("mfu_percent", 0.0)),
+            "total_tokens_M": float(stats.get("total_tokens_M", 0.0)),
+            "num_steps": int(stats.get("num_steps", 0)),
+            "num_params_M": params / 1e6,
+            "eval_seconds": eval_s,
+            "eval_tokens": scored * s.seq_len,
+        }
+    )
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] == ["--serve"]:
-        serve()
-    else:
-        main()
+    main()

@@ -5,7 +5,8 @@ is evaluate.py; train.py gets training tokens only: nothing here hands out valid
 
     python prepare.py     build the data cache now (otherwise the first run builds it)
 
-Settings come from the environment, set by the [env] table of autoresearch.toml's presets.
+Settings come from the environment, set by the [env] table of autoresearch.toml's presets;
+the time budget and the seed come from the engine (autoresearch.harness).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from autoresearch import harness
+
 # Bump when the cache layout or the split changes: old caches are then ignored, not misread.
 CACHE_VERSION = 2
 # A document goes to validation when its content hash falls in this share (percent).
@@ -36,7 +39,6 @@ CHECKPOINT_FORMAT = 1
 BYTE_VOCAB_SIZE = 257  # 256 byte values + the document separator
 ENCODE_CHUNK_DOCS = 10_000  # BPE encodes this many documents per call (bounds memory)
 BPE_TRAIN_BYTES = 100_000_000  # BPE merges are learned from this much training text at most
-_EVALUATING = False  # set while the evaluator imports train.py
 
 
 @dataclass(frozen=True)
@@ -54,23 +56,18 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> Settings:
-        e = os.environ.get
         return cls(
-            dataset=e("GPT_DATASET", cls.dataset),
-            dataset_files=e("GPT_DATASET_FILES", cls.dataset_files),
-            text_field=e("GPT_TEXT_FIELD", cls.text_field),
-            tokenizer=e("GPT_TOKENIZER", cls.tokenizer),
-            vocab_size=int(e("GPT_VOCAB_SIZE", cls.vocab_size)),
-            max_bytes=int(float(e("GPT_MAX_BYTES", cls.max_bytes))),
-            seq_len=int(e("GPT_SEQ_LEN", cls.seq_len)),
-            eval_tokens=int(e("GPT_EVAL_TOKENS", cls.eval_tokens)),
-            eval_batch=int(e("GPT_EVAL_BATCH", cls.eval_batch)),
-            device=e("GPT_DEVICE", cls.device),
+            dataset=harness.env_str("GPT_DATASET", cls.dataset),
+            dataset_files=harness.env_str("GPT_DATASET_FILES", cls.dataset_files),
+            text_field=harness.env_str("GPT_TEXT_FIELD", cls.text_field),
+            tokenizer=harness.env_str("GPT_TOKENIZER", cls.tokenizer),
+            vocab_size=harness.env_int("GPT_VOCAB_SIZE", cls.vocab_size),
+            max_bytes=harness.env_int("GPT_MAX_BYTES", cls.max_bytes),
+            seq_len=harness.env_int("GPT_SEQ_LEN", cls.seq_len),
+            eval_tokens=harness.env_int("GPT_EVAL_TOKENS", cls.eval_tokens),
+            eval_batch=harness.env_int("GPT_EVAL_BATCH", cls.eval_batch),
+            device=harness.env_str("GPT_DEVICE", cls.device),
         )
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("AUTORESEARCH_CACHE_DIR") or Path.home() / ".cache" / "autoresearch")
 
 
 # ---------------------------------------------------------------- documents
@@ -121,7 +118,9 @@ def _hf_files(s: Settings) -> list[Path]:
     out = []
     for name in names:
         try:
-            local = hf_hub_download(repo, name, repo_type="dataset", cache_dir=cache_root() / "hf")
+            local = hf_hub_download(
+                repo, name, repo_type="dataset", cache_dir=harness.cache_dir() / "hf"
+            )
             out.append(Path(local))
         except Exception as e:
             raise SystemExit(
@@ -268,7 +267,7 @@ def cache_dir(s: Settings) -> Path:
         ]
     data["version"] = CACHE_VERSION
     key = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
-    return cache_root() / "gpt_pretrain" / f"{s.tokenizer}-{key}"
+    return harness.cache_dir() / "gpt_pretrain" / f"{s.tokenizer}-{key}"
 
 
 def build_cache(s: Settings) -> Path:
@@ -332,26 +331,6 @@ def _train_tokens(directory: Path) -> np.ndarray:
 # ---------------------------------------------------------------- the API train.py uses
 
 
-def time_budget_s() -> float:
-    """The training budget the harness set; train.py must not choose its own."""
-    if _EVALUATING:
-        raise RuntimeError(
-            "train.py started training when the evaluator imported it: keep the "
-            "training under `if __name__ == '__main__':`"
-        )
-    raw = os.environ.get("AUTORESEARCH_TIME_BUDGET_S")
-    if not raw or float(raw) <= 0:
-        raise SystemExit(
-            "AUTORESEARCH_TIME_BUDGET_S is not set: the harness sets it. "
-            "By hand: AUTORESEARCH_TIME_BUDGET_S=60 python train.py"
-        )
-    return float(raw)
-
-
-def seed() -> int:
-    return int(os.environ.get("AUTORESEARCH_SEED", "0"))
-
-
 def device(s: Settings | None = None) -> torch.device:
     """The preset's device, or a clear stop when this machine lacks it."""
     name = (s or Settings.from_env()).device
@@ -387,7 +366,7 @@ class TrainLoader:
         self.tokens = _train_tokens(build_cache(self.s))
         if self.tokens.size <= self.s.seq_len + 1:
             raise SystemExit(f"only {self.tokens.size} training tokens: the corpus is too small")
-        self.rng = np.random.default_rng(seed())
+        self.rng = np.random.default_rng(harness.seed())
         self.device = device(self.s)
 
     def __iter__(self) -> TrainLoader:
@@ -409,14 +388,15 @@ class TrainLoader:
 def peak_flops(dev: torch.device, dtype: torch.dtype) -> float:
     """FLOP/s that MFU is measured against: GPT_PEAK_TFLOPS if set, else a matmul measured here
     once (cached), so MFU means the same on any machine."""
-    if os.environ.get("GPT_PEAK_TFLOPS"):
-        return float(os.environ["GPT_PEAK_TFLOPS"]) * 1e12
+    peak_tflops = harness.env_float("GPT_PEAK_TFLOPS", 0.0)
+    if peak_tflops > 0:
+        return peak_tflops * 1e12
     name = (
         torch.cuda.get_device_name(dev)
         if dev.type == "cuda"
         else f"{dev.type}-{torch.get_num_threads()}t"
     )
-    path = cache_root() / "gpt_pretrain" / "peak_flops.json"
+    path = harness.cache_dir() / "gpt_pretrain" / "peak_flops.json"
     key = f"{name}/{dtype}"
     known = json.loads(path.read_text()) if path.exists() else {}
     if key not in known:
@@ -459,7 +439,7 @@ def peak_memory_mb(dev: torch.device) -> float:
 
 
 def checkpoint_path() -> Path:
-    return Path(os.environ.get("GPT_CHECKPOINT", "checkpoint.pt"))
+    return Path(harness.env_str("GPT_CHECKPOINT", "checkpoint.pt"))
 
 
 def save_checkpoint(model: torch.nn.Module, model_config: dict, stats: dict[str, float]) -> Path:

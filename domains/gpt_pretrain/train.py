@@ -1,13 +1,13 @@
 """A small GPT trained from scratch for the budget the harness gives (gpt_pretrain's editable file).
 
-Change anything here: model, optimizer, schedule. Keep two things: `build_model(config)` returns a
-module mapping token ids (batch, seq) to logits (batch, seq, vocab), since the evaluator rebuilds
-the model with it; and training stays under `if __name__ == "__main__":`.
+Change anything here: model, optimizer, schedule. Keep three things: `build_model(config)` returns
+a module mapping token ids (batch, seq) to logits (batch, seq, vocab), since the evaluator rebuilds
+the model with it; training stays under `if __name__ == "__main__":`; and `harness.start_budget()`
+runs right before the first timed step (the engine's hard limit counts the budget from there).
 val_bpb is measured afterwards by `python evaluate.py`, on tokens this file never sees.
 """
 
 import math
-import os
 import sys
 import time
 
@@ -16,8 +16,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from autoresearch import harness
+
 # The preset (autoresearch.toml) picks a column of the per-preset knobs below.
-PRESET = os.environ.get("GPT_PRESET", "cpu")
+PRESET = harness.env_str("GPT_PRESET", "cpu")
 
 DEPTH = {"cpu": 4, "mps": 6, "gpu": 8}[PRESET]  # transformer blocks
 WIDTH = {"cpu": 256, "mps": 384, "gpu": 512}[PRESET]  # residual stream width
@@ -34,7 +36,7 @@ WARMDOWN_RATIO = 0.4  # share of the budget at the end spent decaying it
 FINAL_LR_FRAC = 0.05  # learning rate at the end of the budget, as a share of the peak
 GRAD_CLIP = 1.0  # max gradient norm (0: off)
 COMPILE = PRESET == "gpu"  # torch.compile pays back its warm-up only over long GPU runs
-UNTIMED_STEPS = 3 if COMPILE else 1  # first steps (compile warm-up) not charged to budget
+UNTIMED_STEPS = 3 if COMPILE else 0  # first steps (compile warm-up), run before the budget
 LOG_EVERY_S = 5.0  # seconds between progress lines
 
 
@@ -116,8 +118,8 @@ def lr_scale(progress: float) -> float:
 
 def main() -> None:
     t_start = time.time()
-    budget_s = prepare.time_budget_s()
-    torch.manual_seed(prepare.seed())
+    budget_s = harness.time_budget_s()  # the engine's: train.py never picks its own
+    torch.manual_seed(harness.seed())
     device = prepare.device()
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     config = dict(
@@ -148,10 +150,13 @@ def main() -> None:
     n_params = sum(p.numel() for p in model.parameters())
     print(f"model: {n_params / 1e6:.2f}M params, {config}, device {device}, budget {budget_s:g}s")
 
-    step, tokens, timed_tokens, training_s, last_log = 0, 0, 0, 0.0, 0.0
-    while training_s < budget_s:
-        t0 = time.perf_counter()
-        scale = lr_scale(training_s / budget_s)
+    budget = None
+    step, tokens, timed_tokens, last_log = 0, 0, 0, 0.0
+    while budget is None or not budget.done:
+        if step == UNTIMED_STEPS:
+            # Start-up is over: the budget's clock starts, and the engine's hard limit with it.
+            budget = harness.start_budget(budget_s)
+        scale = lr_scale(budget.fraction if budget else 0.0)
         for group in optimizer.param_groups:
             group["lr"] = group["peak_lr"] * scale
         x, y = next(loader)
@@ -167,19 +172,18 @@ def main() -> None:
         if not math.isfinite(loss_value) or loss_value > 100:
             print(f"FAIL: loss is {loss_value} at step {step}: training diverged")
             sys.exit(1)
-        if step >= UNTIMED_STEPS:
-            training_s += time.perf_counter() - t0
-            timed_tokens += x.numel()
         step += 1
         tokens += x.numel()
-        if training_s - last_log >= LOG_EVERY_S:
-            last_log = training_s
+        timed_tokens += x.numel() if budget else 0
+        if budget and budget.elapsed_s - last_log >= LOG_EVERY_S:
+            last_log = budget.elapsed_s
             print(
                 f"step {step:5d} | loss {loss_value:.4f} | lr x{scale:.2f} | "
-                f"{timed_tokens / max(training_s, 1e-9) / 1e3:.1f}k tok/s | "
-                f"{training_s:.0f}/{budget_s:g}s"
+                f"{timed_tokens / budget.elapsed_s / 1e3:.1f}k tok/s | "
+                f"{budget.elapsed_s:.0f}/{budget_s:g}s"
             )
 
+    training_s = budget.elapsed_s
     peak = prepare.peak_flops(device, dtype)
     stats = dict(
         training_seconds=training_s,
@@ -191,9 +195,7 @@ def main() -> None:
         num_params_M=n_params / 1e6,
     )
     prepare.save_checkpoint(model, config, stats)
-    print("---")  # val_bpb comes from `python evaluate.py`, not from here
-    for key, value in stats.items():
-        print(f"{key + ':':<18}{value:.2f}")
+    harness.print_summary(stats)  # val_bpb comes from `python evaluate.py`, not from here
 
 
 if __name__ == "__main__":

@@ -7,19 +7,18 @@
 
 Candidates cannot edit this file. Settings come from the environment (autoresearch.toml [env]).
 
-This process never imports strategy.py. Each call of positions() runs in its own child
-process (``_CHILD`` below), started in a fresh temporary folder that holds only a copy of
-strategy.py, with ``python -I`` and no TRADING_* variables, so ``import prices`` and
-``import harness`` fail there. The child gets the bars up to "now" in an .npz file and
-returns its positions in another (no pickle either way). It cannot see this process's
-stack, files or exit hooks; its output is dropped for the holdout call and passed through,
-bounded and prefixed, for the others. trading_metrics.json is written after every child
-has exited and been killed with its process group.
+This process never imports strategy.py. Each call of positions() runs in a fresh isolated child
+(autoresearch.harness.call_isolated: `python -I`, a minimal environment without the TRADING_*
+settings, its own process group) whose folder holds only a copy of strategy.py and the adapter
+below, so ``import prices`` and ``import harness`` fail there. The bars up to "now" go in as
+arrays and the positions come back as arrays (no pickle either way). The child cannot see this
+process's stack, files or exit hooks; what it prints reaches stderr prefixed ``[candidate] ``,
+except on the holdout call, where it is dropped. trading_metrics.json is written after every
+child has exited and been killed with its process group.
 """
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import inspect
 import itertools
@@ -27,8 +26,6 @@ import json
 import math
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -38,29 +35,32 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from autoresearch.harness import (
+    IsolatedCallError,
+    cache_dir,
+    call_isolated,
+    env_float,
+    env_int,
+    print_summary,
+)
 
-def _numba_cache_dir() -> str:
-    # Worktrees (and their __pycache__) are deleted after every experiment: keep numba's
-    # compiled vectorbt kernels in one place per machine so the ~15-30 s compile happens once.
-    root = os.environ.get("AUTORESEARCH_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "autoresearch"
-    )
-    return os.path.join(root, "numba")
+# Worktrees (and their __pycache__) are deleted after every experiment: keep numba's compiled
+# vectorbt kernels in one place per machine so the ~15-30 s compile happens once.
+os.environ.setdefault("NUMBA_CACHE_DIR", str(cache_dir() / "numba"))
 
-
-os.environ.setdefault("NUMBA_CACHE_DIR", _numba_cache_dir())
-
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from prices import FIELDS, DataError, load_prices  # noqa: E402
+import numpy as np
+import pandas as pd
+from prices import FIELDS, DataError, load_prices
 
 METRICS_FILE = "trading_metrics.json"
-FEES = float(os.environ.get("TRADING_FEES", "0.0005"))  # fraction of traded notional
-SLIPPAGE = float(os.environ.get("TRADING_SLIPPAGE", "0.0005"))  # fraction of the fill price
-PERIODS_PER_YEAR = float(os.environ.get("TRADING_PERIODS_PER_YEAR", "252"))
-INSAMPLE_FRAC = float(os.environ.get("TRADING_INSAMPLE_FRAC", "0.4"))
-HOLDOUT_FRAC = float(os.environ.get("TRADING_HOLDOUT_FRAC", "0.2"))
-N_WINDOWS = int(os.environ.get("TRADING_WINDOWS", "4"))
+FEES = env_float("TRADING_FEES", 0.0005)  # fraction of traded notional
+SLIPPAGE = env_float("TRADING_SLIPPAGE", 0.0005)  # fraction of the fill price
+PERIODS_PER_YEAR = env_float("TRADING_PERIODS_PER_YEAR", 252.0)
+INSAMPLE_FRAC = env_float("TRADING_INSAMPLE_FRAC", 0.4)
+HOLDOUT_FRAC = env_float("TRADING_HOLDOUT_FRAC", 0.2)
+N_WINDOWS = env_int("TRADING_WINDOWS", 4)
+# Figures in the summary block (the holdout's never are).
+SHOWN_FIGURES = ("sharpe", "max_drawdown", "turnover", "trades", "cagr")
 # Cut points of the look-ahead check, spread over the in-sample and validation periods.
 LOOKAHEAD_CUTS = 6
 LOOKAHEAD_ATOL = 1e-9
@@ -68,61 +68,52 @@ INIT_CASH = 1_000_000.0
 # Below this return std a strategy is flat: its Sharpe is 0, not noise divided by ~0.
 FLAT_STD = 1e-12
 STRATEGY_FILE = Path(__file__).resolve().with_name("strategy.py")
-# Characters of a child's stdout/stderr passed on per call (its tail): enough for a traceback.
-CHILD_OUTPUT_CHARS = 3000
 # Child processes at once; each one mostly waits on importing pandas (~0.5 s).
 CHILD_WORKERS = max(1, min(4, os.cpu_count() or 1))
-# Variables the child does not get: the data's location and settings, this run's paths.
-_CHILD_ENV_DROP = ("TRADING_", "AUTORESEARCH_", "PWD", "OLDPWD", "PYTHON")
+# A positions() call taking longer than this is hung: it fails rather than wait for the kill.
+CALL_TIMEOUT_S = 120.0
 
-# The whole child: read bars, call positions(), write what it returned. Run with `python -I -c`
-# in a folder holding only strategy.py, so nothing of the harness or the data is importable.
-_CHILD = r"""
-import inspect, os, sys
+# The child's side of a call, written beside the copy of strategy.py: bars in as arrays,
+# positions() called, what it returned packed as arrays. Only this file imports strategy.
+_ADAPTER = r"""
+import inspect
+
 import numpy as np
 import pandas as pd
+import strategy
 
-def pack(out, close):
+
+def _pack(out, close):
     if isinstance(out, pd.Series) and close.shape[1] == 1:
         out = out.to_frame(close.columns[0])
     if isinstance(out, np.ndarray) and out.shape == close.shape:
         out = pd.DataFrame(out, index=close.index, columns=close.columns)
     if not isinstance(out, pd.DataFrame):
-        return {"type": np.array(type(out).__name__)}
+        return {"type": type(out).__name__}
     if len(out.columns) and all(pd.api.types.is_bool_dtype(t) for t in out.dtypes):
         values = out.to_numpy(dtype=bool)
     else:
         try:
             values = out.to_numpy(dtype=float)
         except (TypeError, ValueError):
-            return {"type": np.array("non-numeric")}
-    return {
-        "values": values,
-        "columns": np.array([str(c) for c in out.columns], dtype=str),
-        "rows": np.array(len(out.index)),
-        "same_index": np.array(bool(out.index.equals(close.index))),
-    }
+            return {"type": "non-numeric"}
+    columns = [str(c) for c in out.columns]
+    return {"values": values, "columns": columns, "same_index": out.index.equals(close.index)}
 
-sys.path.insert(0, os.getcwd())
-with np.load(sys.argv[1], allow_pickle=False) as z:
-    index = pd.DatetimeIndex(z["index"], name=str(z["index_name"]) or None)
-    if str(z["tz"]):
-        index = index.tz_localize("UTC").tz_convert(str(z["tz"]))
-    columns = pd.Index([str(c) for c in z["columns"]])
-    ohlcv = {str(k): pd.DataFrame(z[k], index=index, columns=columns) for k in z["fields"]}
-os.remove(sys.argv[1])
-import strategy
-fn = getattr(strategy, "positions", None)
-if not callable(fn):
-    np.savez(sys.argv[2], type=np.array("missing"))
-    sys.exit(0)
-close = ohlcv["close"]
-out = fn(close, ohlcv) if len(inspect.signature(fn).parameters) >= 2 else fn(close)
-parts = out if isinstance(out, tuple) else (out,)
-arrays = {"n_parts": np.array(len(parts)), "tuple": np.array(isinstance(out, tuple))}
-for i, part in enumerate(parts):
-    arrays.update({f"{k}{i}": v for k, v in pack(part, close).items()})
-np.savez(sys.argv[2], **arrays)
+
+def positions(bars):
+    index = pd.DatetimeIndex(bars["index"], name=bars["index_name"])
+    if bars["tz"]:
+        index = index.tz_localize("UTC").tz_convert(bars["tz"])
+    columns = pd.Index(bars["columns"])
+    ohlcv = {k: pd.DataFrame(v, index=index, columns=columns) for k, v in bars["fields"].items()}
+    fn = getattr(strategy, "positions", None)
+    if not callable(fn):
+        return {"missing": True}
+    close = ohlcv["close"]
+    out = fn(close, ohlcv) if len(inspect.signature(fn).parameters) >= 2 else fn(close)
+    parts = out if isinstance(out, tuple) else (out,)
+    return {"tuple": isinstance(out, tuple), "parts": [_pack(p, close) for p in parts]}
 """
 
 
@@ -278,93 +269,82 @@ def figures(returns: np.ndarray, turns: float, trades: int) -> dict[str, float]:
 
 
 def child_weights(data: dict[str, pd.DataFrame], end: int, *, quiet: bool = False) -> pd.DataFrame:
-    """strategy.py's target weights on bars [0, end), computed in a fresh child process.
+    """strategy.py's target weights on bars [0, end), computed in a fresh isolated child.
 
-    ``quiet`` drops everything the child writes (the holdout call); otherwise its output's tail
-    is returned to stdout with every line prefixed, so it cannot pose as a summary line.
+    ``quiet`` drops everything the child writes and every detail of a failure (the holdout
+    call); otherwise its output goes to stderr with every line prefixed, so it cannot pose as
+    a summary line.
     """
     close = data["close"].iloc[:end]
-    work = Path(tempfile.mkdtemp(prefix="strategy-"))
-    try:
+    index = close.index
+    utc = index.tz_convert("UTC").tz_localize(None) if index.tz is not None else index
+    bars = {
+        "index": np.asarray(utc.as_unit("ns").asi8),
+        "index_name": None if index.name is None else str(index.name),
+        "tz": "" if index.tz is None else str(index.tz),
+        "columns": [str(c) for c in close.columns],
+        "fields": {k: data[k].iloc[:end].to_numpy() for k in FIELDS if k in data},
+    }
+    with tempfile.TemporaryDirectory(prefix="strategy-", ignore_cleanup_errors=True) as tmp:
+        work = Path(tmp)
         shutil.copyfile(STRATEGY_FILE, work / "strategy.py")
-        index = close.index
-        utc = index.tz_convert("UTC").tz_localize(None) if index.tz is not None else index
-        np.savez(
-            work / "bars.npz",
-            index=np.asarray(utc.as_unit("ns").asi8),
-            index_name=np.array("" if index.name is None else str(index.name)),
-            tz=np.array("" if index.tz is None else str(index.tz)),
-            columns=np.array([str(c) for c in close.columns], dtype=str),
-            fields=np.array([k for k in FIELDS if k in data], dtype=str),
-            **{k: data[k].iloc[:end].to_numpy() for k in FIELDS if k in data},
-        )
-        env = {k: v for k, v in os.environ.items() if not k.startswith(_CHILD_ENV_DROP)}
-        with open(work / "output.txt", "w+b") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-I", "-c", _CHILD, "bars.npz", "out.npz"],
+        (work / "strategy_call.py").write_text(_ADAPTER, encoding="utf-8")
+        try:
+            out = call_isolated(
+                work / "strategy_call.py",
+                "positions",
+                (bars,),
+                timeout_s=CALL_TIMEOUT_S,
                 cwd=work,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
+                output="drop" if quiet else "stream",
             )
-            code = proc.wait()
-            # Anything it left running (a forked helper) dies with its process group.
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            log.seek(max(0, log.seek(0, os.SEEK_END) - CHILD_OUTPUT_CHARS))
-            tail = log.read().decode("utf-8", "replace")
-        if not quiet and tail.strip():
-            print("".join(f"strategy| {line}\n" for line in tail.splitlines()), end="")
-        if code != 0:
-            raise StrategyError(
-                f"positions() failed on bars up to {close.index[-1].date()} (exit code {code})"
-                + ("" if quiet else "; its output is above, prefixed with 'strategy|'")
-            )
-        return _unpack(work / "out.npz", close)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+        except IsolatedCallError as e:
+            where = f"positions() failed on bars up to {close.index[-1].date()}"
+            raise StrategyError(where if quiet else f"{where}: {e}") from None
+    return _unpack(out, close)
 
 
-def _unpack(path: Path, close: pd.DataFrame) -> pd.DataFrame:
-    """What the child wrote, checked like an in-process return value, as target weights."""
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as e:
-        raise StrategyError(f"the strategy process returned no readable positions ({e})") from None
-    kind = str(arrays.get("type0", arrays.get("type", "")))
-    if kind == "missing":
+def _unpack(out: object, close: pd.DataFrame) -> pd.DataFrame:
+    """What the child returned, checked like an in-process return value, as target weights."""
+    if not isinstance(out, dict):
+        raise StrategyError("the strategy process returned malformed positions")
+    if out.get("missing") is True:
         raise StrategyError("strategy.py must define positions(close, ohlcv) -> DataFrame")
-    n_parts = int(arrays.get("n_parts", 0))
-    if n_parts < 1 or n_parts > 2:
+    parts = out.get("parts")
+    if not isinstance(parts, list) or not 1 <= len(parts) <= 2:
         raise StrategyError("positions() returned a tuple: it must be (entries, exits)")
-    frames = []
-    for i in range(n_parts):
-        kind = str(arrays.get(f"type{i}", ""))
-        if kind == "non-numeric":
-            raise StrategyError("positions() must return numbers (target weights) or booleans")
-        if kind:
-            raise StrategyError(
-                f"positions: expected a DataFrame shaped like `close` {close.shape}, got {kind}"
-            )
-        values = arrays.get(f"values{i}")
-        columns = [str(c) for c in arrays.get(f"columns{i}", [])]
-        rows = int(arrays.get(f"rows{i}", -1))
-        if (
-            not isinstance(values, np.ndarray)
-            or values.dtype not in (np.float64, np.bool_)
-            or values.shape != (rows, len(columns))
-        ):
-            raise StrategyError("the strategy process returned malformed positions")
-        if rows != len(close) or not bool(arrays.get(f"same_index{i}", False)):
-            raise StrategyError(
-                f"positions: the index must be close.index ({len(close)} bars), got {rows} "
-                "rows; do not drop the warm-up rows, fill them with 0"
-            )
-        frames.append(pd.DataFrame(values, index=close.index, columns=columns))
-    return to_weights(tuple(frames) if bool(arrays.get("tuple", False)) else frames[0], close)
+    frames = tuple(_unpack_frame(part, close) for part in parts)
+    return to_weights(frames if out.get("tuple") is True else frames[0], close)
+
+
+def _unpack_frame(part: object, close: pd.DataFrame) -> pd.DataFrame:
+    if not isinstance(part, dict):
+        raise StrategyError("the strategy process returned malformed positions")
+    kind = part.get("type")
+    if kind == "non-numeric":
+        raise StrategyError("positions() must return numbers (target weights) or booleans")
+    if kind is not None:
+        # A class name the strategy chose: shown only when it cannot hide a line break.
+        shown = kind if isinstance(kind, str) and kind.isidentifier() else "something else"
+        raise StrategyError(
+            f"positions: expected a DataFrame shaped like `close` {close.shape}, got {shown}"
+        )
+    values, columns = part.get("values"), part.get("columns")
+    if (
+        not isinstance(values, np.ndarray)
+        or values.dtype not in (np.float64, np.bool_)
+        or values.ndim != 2
+        or not isinstance(columns, list)
+        or not all(isinstance(c, str) for c in columns)
+        or values.shape[1] != len(columns)
+    ):
+        raise StrategyError("the strategy process returned malformed positions")
+    if len(values) != len(close) or part.get("same_index") is not True:
+        raise StrategyError(
+            f"positions: the index must be close.index ({len(close)} bars), got {len(values)} "
+            "rows; do not drop the warm-up rows, fill them with 0"
+        )
+    return pd.DataFrame(values, index=close.index, columns=columns)
 
 
 def run_period(
@@ -485,13 +465,9 @@ def evaluate(data: dict[str, pd.DataFrame], describe: str) -> int:
         print(f"look-ahead: {detail}")
     if nan_positions:
         print(f"positions: {nan_positions} NaN/inf values (fill warm-up rows with 0)")
-    print("---")
-    for key in ("sharpe", "max_drawdown", "turnover", "trades", "cagr", "sharpe_min_window"):
-        print(f"val_{key}: {val[key]:.6f}")
-    for key in ("sharpe", "max_drawdown", "turnover", "trades"):
-        print(f"insample_{key}: {ins_fig[key]:.6f}")
-    print(f"lookahead_ok: {int(lookahead_ok)}")
-    print(f"nan_positions: {nan_positions}")
+    shown = {f"val_{k}": val[k] for k in (*SHOWN_FIGURES, "sharpe_min_window")}
+    shown |= {f"insample_{k}": ins_fig[k] for k in SHOWN_FIGURES[:4]}
+    print_summary({**shown, "lookahead_ok": int(lookahead_ok), "nan_positions": nan_positions})
     return 0
 
 
@@ -501,10 +477,8 @@ def insample_only(data: dict[str, pd.DataFrame], describe: str) -> int:
     res = run_period(data, child_weights(data, insample.end), insample)
     fig = figures(res["returns"], res["turns"], res["trades"])
     print(f"data: {describe}; in-sample bars: {insample.end}")
-    print("---")
-    for key in ("sharpe", "max_drawdown", "turnover", "trades", "cagr"):
-        print(f"insample_{key}: {fig[key]:.6f}")
-    print(f"nan_positions: {res['nan_positions']}")
+    shown = {f"insample_{k}": fig[k] for k in SHOWN_FIGURES}
+    print_summary({**shown, "nan_positions": res["nan_positions"]})
     return 0
 
 

@@ -11,12 +11,13 @@ open, high, low, close, volume.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from autoresearch.harness import env_float, env_int, env_str
 
 FIELDS = ("open", "high", "low", "close", "volume")
 # Column names accepted for the date and the asset of a long-format file.
@@ -51,11 +52,11 @@ class DataError(Exception):
 
 def load_prices() -> tuple[dict[str, pd.DataFrame], str]:
     """The configured data and a one-line description of it."""
-    source = os.environ.get("TRADING_DATA", "synthetic").strip()
+    source = env_str("TRADING_DATA", "synthetic")
     if source == "synthetic":
-        seed = int(os.environ.get("TRADING_DATA_SEED", "7"))
-        assets = int(os.environ.get("TRADING_ASSETS", "12"))
-        years = float(os.environ.get("TRADING_YEARS", "12"))
+        seed = env_int("TRADING_DATA_SEED", 7)
+        assets = env_int("TRADING_ASSETS", 12)
+        years = env_float("TRADING_YEARS", 12.0)
         bars = int(years * 252)
         return synthetic_universe(assets, bars, seed), (
             f"synthetic regime-switching universe: {assets} assets x {bars} bars, seed {seed}"
@@ -220,7 +221,7 @@ def load_file(path: Path) -> dict[str, pd.DataFrame]:
 def _check_bar_spacing(path: Path, index: pd.Index) -> None:
     """Annualised figures assume TRADING_PERIODS_PER_YEAR bars a year (252: daily). Weekly
     or intraday bars under the daily figure would skew every Sharpe ratio silently."""
-    declared = float(os.environ.get("TRADING_PERIODS_PER_YEAR", "252"))
+    declared = env_float("TRADING_PERIODS_PER_YEAR", 252.0)
     span_years = (index[-1] - index[0]).days / DAYS_PER_YEAR
     if span_years <= 0:
         return

@@ -317,14 +317,6 @@ def test_check_batches_look_like_scoring_batches(evaluator: ModuleType) -> None:
     assert first_is_scoring == {True, False}  # the order is drawn afresh (odds 1e-6 to fail)
 
 
-def test_budget_comes_from_the_harness(prep: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("AUTORESEARCH_TIME_BUDGET_S", raising=False)
-    with pytest.raises(SystemExit, match="AUTORESEARCH_TIME_BUDGET_S"):
-        prep.time_budget_s()
-    monkeypatch.setenv("AUTORESEARCH_TIME_BUDGET_S", "42")
-    assert prep.time_budget_s() == 42.0
-
-
 @pytest.mark.skipif(
     torch.cuda.is_available(), reason="checks the message on a machine without CUDA"
 )
@@ -449,11 +441,12 @@ if __name__ == "__main__":
 UNGUARDED = """
 import torch
 import prepare
+from autoresearch import harness
 
 def build_model(config):
     return torch.nn.Embedding(config["vocab"], config["vocab"])
 
-budget = prepare.time_budget_s()  # training at import: runs again inside the evaluator
+budget = harness.start_budget()  # training at import: runs again inside the evaluator
 vocab = prepare.vocab_size()
 prepare.save_checkpoint(build_model({"vocab": vocab}), {"vocab": vocab}, {"num_steps": 0})
 """

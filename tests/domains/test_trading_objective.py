@@ -8,18 +8,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from autoresearch._registry import load_module_file
+from scipy import stats
 
+from autoresearch import ExperimentRecord, MetricMissing, RunResult, Status
+from autoresearch._registry import load_module_file
+from autoresearch.testing import ObjectiveContract, check_objective, make_record
+
+# The objective is a fixed file of its domain, loaded the way the engine loads it.
 _OBJECTIVE = load_module_file(
     Path(__file__).parents[2] / "domains" / "trading_sharpe" / "objective.py", "objective"
 )
 SharpeObjective = _OBJECTIVE.SharpeObjective
 deflated_sharpe = _OBJECTIVE.deflated_sharpe
 expected_max_sharpe = _OBJECTIVE.expected_max_sharpe
-from scipy import stats
-
-from autoresearch import ExperimentRecord, MetricMissing, RunResult, Status
-from autoresearch.testing import check_objective
 
 FIG = {"sharpe": 1.2, "max_drawdown": 0.1, "turnover": 5.0, "trades": 40.0, "cagr": 0.08}
 
@@ -165,23 +166,14 @@ def _record(i: int, status: Status, sharpe: float | None) -> ExperimentRecord:
     secondary = (
         {} if sharpe is None else {"sharpe": sharpe, "n_obs": 1000.0, "skew": 0.0, "kurtosis": 3.0}
     )
-    return ExperimentRecord(
+    return make_record(
         id=i,
-        tag="t",
         status=status,
-        reason="",
         description=f"e{i}",
-        hypothesis="",
         proposer="knob",
-        parent_commit="p",
-        commit="c",
         value=sharpe,
         secondary=secondary,
         holdout={"holdout_sharpe": 9.0},
-        meta={},
-        tokens=0,
-        cost_usd=0.0,
-        memory_gb=None,
     )
 
 
@@ -202,3 +194,13 @@ def test_report_deflates_the_best_kept_strategy_by_the_trials() -> None:
     assert report["expected_max_sharpe"] == pytest.approx(sr0 * root)
     assert 0.0 < report["deflated_sharpe"] < 1.0
     assert SharpeObjective().report([]) == {}
+
+
+class TestSharpeObjectiveContract(ObjectiveContract):
+    eval_text = _summary(_report())
+
+    def make_objective(self) -> Any:
+        return SharpeObjective()
+
+    def write_run_files(self, workdir: Path) -> None:
+        (workdir / "trading_metrics.json").write_text(json.dumps(_report()))
