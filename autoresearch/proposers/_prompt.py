@@ -8,9 +8,11 @@ its tail, scrubbed of secret-looking strings and fenced as data.
 
 from __future__ import annotations
 
+import base64
 import copy
 import os
 import re
+import urllib.parse
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -176,11 +178,32 @@ def _literal_secrets() -> list[str]:
     return sorted(values, key=len, reverse=True)
 
 
+def encodings(secret: str) -> list[str]:
+    """The forms a candidate could print a secret in to slip past a literal match: base64
+    (standard and URL-safe, at each of the three byte alignments it can take inside a longer
+    stream), hex (both cases) and URL encoding. Each is the part that does not depend on the
+    bytes around the secret."""
+    raw = secret.encode("utf-8")
+    out = {secret, raw.hex(), raw.hex().upper()}
+    out.update({urllib.parse.quote(secret, safe=""), urllib.parse.quote_plus(secret)})
+    for shift in range(3):
+        for encode in (base64.b64encode, base64.urlsafe_b64encode):
+            encoded = encode(b"\0" * shift + raw).decode("ascii").rstrip("=")
+            # Skip the group that holds prefix bytes; drop the group the next bytes change.
+            start = 4 if shift else 0
+            end = len(encoded) - (len(encoded) % 4 or 4) if (shift + len(raw)) % 3 else None
+            core = encoded[start:end]
+            if len(core) >= MIN_LITERAL_SECRET_CHARS:
+                out.add(core)
+    return sorted((v for v in out if len(v) >= MIN_LITERAL_SECRET_CHARS), key=len, reverse=True)
+
+
 def scrub_secrets(text: str) -> str:
     """Replace secret-looking substrings, and the values of credential variables in the
-    environment, with [REDACTED]."""
+    environment (plain, base64, hex or URL-encoded), with [REDACTED]."""
     for value in _literal_secrets():
-        text = text.replace(value, REDACTED)
+        for form in encodings(value):
+            text = text.replace(form, REDACTED)
     for pattern, keep in _SECRET_PATTERNS:
         text = pattern.sub((keep + REDACTED) if keep else REDACTED, text)
     return _NAMED_SECRET.sub(_named_secret, text)

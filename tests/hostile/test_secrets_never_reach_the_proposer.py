@@ -1,0 +1,83 @@
+"""A candidate that finds the driver's API key (here through /proc/<pid>/environ, which this
+machine leaves readable without isolation) and prints it encoded into a failing run's log
+gets no form of it into the next prompt: the scripted server's recorded requests hold none."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import urllib.parse
+from pathlib import Path
+
+from autoresearch import Ledger
+from autoresearch.testing import FakeOpenAIServer, Reply, make_toy_domain
+
+KEY = "sk-test-9f8e7d6c5b4a39281706ABCDEFghijklmn"
+STEAL = """\
+import base64, glob, urllib.parse
+key = None
+for path in glob.glob("/proc/[0-9]*/environ"):
+    try:
+        for item in open(path, "rb").read().split(b"\\0"):
+            if item.startswith(b"OPENAI_API_KEY="):
+                key = item.split(b"=", 1)[1]
+    except OSError:
+        pass
+if key:
+    print("b64", base64.b64encode(b"k:" + key).decode())
+    print("b64url", base64.urlsafe_b64encode(key).decode())
+    print("hex", key.hex())
+    print("url", urllib.parse.quote(key.decode() + "/", safe=""))
+    print("plain", key.decode())
+raise SystemExit("crash on purpose, after printing what was found")
+X = 0.0
+Y = 0.0
+"""
+STEAL_ANSWER = (
+    "DESCRIPTION: print what the environment holds\nHYPOTHESIS: none\n\n"
+    f"params.py\n<<<<<<< WHOLE\n{STEAL}>>>>>>> WHOLE\n"
+)
+GOOD = (
+    "DESCRIPTION: move X to 3\nHYPOTHESIS: the optimum is at X=3\n\n"
+    "params.py\n<<<<<<< SEARCH\nX = 0.0  # first coordinate\n=======\n"
+    "X = 3.0  # first coordinate\n>>>>>>> REPLACE\n"
+)
+
+
+def _forms(key: str) -> list[str]:
+    raw = key.encode()
+    return [
+        key,
+        raw.hex(),
+        base64.urlsafe_b64encode(raw).decode().rstrip("="),
+        base64.b64encode(b"k:" + raw).decode()[4:-4],
+        urllib.parse.quote(key + "/", safe=""),
+    ]
+
+
+def test_an_encoded_key_in_a_log_never_reaches_the_llm(tmp_path: Path) -> None:
+    domain = make_toy_domain(tmp_path / "toy")
+    # A driver process of its own, started with the key in its environment (what
+    # /proc/<pid>/environ shows is the environment a process started with).
+    env = {**os.environ, "OPENAI_API_KEY": KEY}
+    with FakeOpenAIServer(model="fake") as server:
+        server.add(Reply(STEAL_ANSWER), Reply(GOOD))
+        cmd = [sys.executable, "-m", "autoresearch.cli", "run", str(domain), "--tag", "s"]
+        cmd += ["--proposer", "llm", "--model", "fake", "--base-url", server.base_url]
+        res = subprocess.run(
+            [*cmd, "--max-experiments", "3"], env=env, capture_output=True, text=True, timeout=120
+        )
+        sent = json.dumps([r.body for r in server.requests])
+    assert res.returncode == 0, res.stderr
+    counts = Ledger(domain / ".autoresearch" / "ledger.sqlite").counts("s")
+    assert counts["crash"] == 1 and counts["keep"] == 2
+    # Control: the attack worked; the key is in the run's log on disk, in every form.
+    logs = "".join(p.read_text() for p in (domain / ".autoresearch").rglob("run*.log"))
+    assert all(form in logs for form in _forms(KEY)), "the candidate did not find the key"
+    # The second prompt carried the failure's log tail, scrubbed of every form.
+    assert "crash on purpose" in sent and "[REDACTED]" in sent
+    leaked = [form for form in _forms(KEY) if form in sent]
+    assert not leaked, leaked
