@@ -217,7 +217,12 @@ class Pipeline:
             before = s.workspace.snapshot(s.workspace.worktree_domain(worktree))
             for attempt in range(1, attempts + 1):
                 first = self.m.measure(exp, RunKind.BASELINE, base, worktree, folder, before)
-                retry = first.failure in (Status.CRASH, Status.TIMEOUT)
+                # Only a run that crashed or timed out is tried again: a missing metric or
+                # changed files would fail the same way twice.
+                retry = first.cause is Cause.RUN_FAILED and first.failure in (
+                    Status.CRASH,
+                    Status.TIMEOUT,
+                )
                 if first.ok or not retry or attempt == attempts:
                     break
                 self.emit(

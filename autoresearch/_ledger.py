@@ -127,7 +127,18 @@ class Ledger:
         """A reader for reports and dashboards: it never writes, and never creates the file."""
         if not path.is_file():
             raise FileNotFoundError(path)
-        return cls(path, readonly=True)
+        reader = cls(path, readonly=True)
+        if reader._schema_version() < SCHEMA_VERSION:
+            # An older ledger is upgraded once (columns added, nothing removed) before it is
+            # read, as a driver would on its next open.
+            reader.close()
+            cls(path).close()
+            reader = cls(path, readonly=True)
+        return reader
+
+    def _schema_version(self) -> int:
+        rows = self._q("SELECT value FROM meta WHERE key='schema_version'")
+        return int(rows[0]["value"]) if rows else 0
 
     def close(self) -> None:
         with self._lock:

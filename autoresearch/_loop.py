@@ -67,9 +67,7 @@ class Loop:
         # None only when nothing names one: `baseline` needs none, and `run` says so first.
         self.proposer: Proposer | None = None
         if proposer is not None or config.proposer.name or config.proposer.knobs:
-            self.proposer = make_proposer(
-                proposer, config, self.domain_dir, self.proposer_options
-            )
+            self.proposer = make_proposer(proposer, config, self.domain_dir, self.proposer_options)
         self.gpu_ids = gpu_ids
         self.on_event = on_event or (lambda e: None)
         self._session: Session | None = None

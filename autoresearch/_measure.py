@@ -24,6 +24,9 @@ from autoresearch.execution._sandbox import RunSpec, Sandbox
 
 # Chars of a failed run's log handed to the proposer as the last failure.
 FAILURE_TAIL_CHARS = 4000
+# The most incumbent runs one experiment may take, per run its candidate may take (the
+# noise-aware policies ask for at most a few per candidate run).
+INCUMBENT_RUNS_PER_CANDIDATE_RUN = 4
 
 
 @dataclass(frozen=True)
@@ -191,6 +194,10 @@ class Measurer:
         runs = [(first.run, first.measurement)]
         values = [first.measurement.primary]
         inc_tree: Path | None = None
+        # Incumbent runs one experiment may ask for: a policy that only ever asks for the
+        # incumbent must not keep the experiment going forever.
+        incumbent_cap = INCUMBENT_RUNS_PER_CANDIDATE_RUN * self.acceptance.max_runs_per_candidate
+        incumbent_runs = 0
         try:
             while True:
                 evidence = Evidence(
@@ -205,8 +212,12 @@ class Measurer:
                 if len(values) >= self.acceptance.max_runs_per_candidate:
                     why = f"undecided after {len(values)} runs: {decision.reason}"
                     return Judgement(Verdict.DISCARD, why, runs)
+                if incumbent_runs + decision.more_incumbent > incumbent_cap:
+                    why = f"undecided after {incumbent_runs} incumbent runs: {decision.reason}"
+                    return Judgement(Verdict.DISCARD, why, runs)
                 for i in range(max(decision.more_candidate, decision.more_incumbent)):
                     if i < decision.more_incumbent:
+                        incumbent_runs += 1
                         if inc_tree is None:
                             inc_tree = s.workspace.add_worktree(f"{s.tag}-{exp}-incumbent", parent)
                         inc_before = s.workspace.snapshot(s.workspace.worktree_domain(inc_tree))

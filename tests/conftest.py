@@ -1,13 +1,15 @@
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from autoresearch import ExperimentRecord
+from autoresearch import Candidate, Edit, ExperimentRecord, Ledger
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -58,17 +60,29 @@ def commit_all(cwd: Path, msg: str) -> None:
     git(cwd, "commit", "-qm", msg)
 
 
-def ledger_records(domain: Path, tag: str | None = None) -> list[ExperimentRecord]:
-    """The ledger's records of ``tag`` (default: the latest run) in a domain folder."""
-    from autoresearch._ledger import Ledger
-
+@contextlib.contextmanager
+def open_ledger(domain: Path) -> Iterator[Ledger]:
+    """The ledger of a domain folder, closed afterwards."""
     led = Ledger(domain / ".autoresearch" / "ledger.sqlite")
     try:
+        yield led
+    finally:
+        led.close()
+
+
+def ledger_records(domain: Path, tag: str | None = None) -> list[ExperimentRecord]:
+    """The ledger's records of ``tag`` (default: the latest run) in a domain folder."""
+    with open_ledger(domain) as led:
         tag = tag or led.latest_tag()
         assert tag is not None, "no run recorded"
         return led.records(tag)
-    finally:
-        led.close()
+
+
+def set_x(value: float, desc: str = "") -> Candidate:
+    """A toy candidate that sets X (from the toy's 0.0) to ``value``."""
+    return Candidate(
+        desc or f"X={value}", (Edit("params.py", search="X = 0.0", replace=f"X = {value}"),)
+    )
 
 
 def pids_alive(marker: str) -> list[int]:

@@ -9,7 +9,7 @@ import pytest
 
 from autoresearch import MetricMissing, MetricObjective
 from autoresearch._objective import parse_metric_lines, parse_summary
-from autoresearch.testing import FakeObjective, check_objective
+from autoresearch.testing import FakeObjective, ObjectiveContract, check_objective
 
 
 def test_parse_summary_reads_the_last_block() -> None:
@@ -63,3 +63,56 @@ def test_check_objective_catches_a_broken_objective(tmp_path: Path) -> None:
 
     with pytest.raises(AssertionError, match="changed files"):
         check_objective(Writes(), tmp_path, "score: 1\n")
+
+
+# -- the Objective contract, for the built-in objectives ------------------------------------------
+
+
+class TestMetricObjectiveSummaryContract(ObjectiveContract):
+    log_text = "training...\n---\nscore: 2.5\nmem: 10\nhold: 3\n"
+
+    def make_objective(self) -> MetricObjective:
+        return MetricObjective("score", secondary=["mem"], holdout=["hold"])
+
+
+class TestMetricObjectiveEvalContract(ObjectiveContract):
+    log_text = "---\nscore: 0.001\n"  # the command's own output is not trusted
+    eval_text = "---\nscore: 4\n"
+
+    def make_objective(self) -> MetricObjective:
+        return MetricObjective("score")
+
+    def test_the_eval_output_is_the_one_read(self, tmp_path: Path) -> None:
+        assert self.make_objective().measure(self._run(tmp_path)).primary == 4.0
+
+
+class TestMetricObjectiveMetricLinesContract(ObjectiveContract):
+    log_text = "METRIC parse_us=12.5\nMETRIC allocs=3e2\n"
+
+    def make_objective(self) -> MetricObjective:
+        return MetricObjective("parse_us", "metric-lines", secondary=["allocs"])
+
+
+class TestMetricObjectiveJsonContract(ObjectiveContract):
+    def make_objective(self) -> MetricObjective:
+        return MetricObjective("acc", "json", "out.json", secondary=["n"])
+
+    def write_run_files(self, workdir: Path) -> None:
+        (workdir / "out.json").write_text(json.dumps({"acc": 0.5, "n": 3}))
+
+
+class TestFakeObjectiveContract(ObjectiveContract):
+    log_text = "---\nscore: 1.5\n"
+
+    def make_objective(self) -> FakeObjective:
+        return FakeObjective()
+
+
+def test_json_metric_file_that_is_not_text_is_missing(tmp_path: Path) -> None:
+    (tmp_path / "metrics.json").write_bytes(b"\xff\xfe{")
+    with pytest.raises(MetricMissing):
+        check_objective(MetricObjective("score", "json"), tmp_path)
+    (tmp_path / "metrics.json").unlink()
+    (tmp_path / "metrics.json").mkdir()
+    with pytest.raises(MetricMissing, match="not a regular file"):
+        check_objective(MetricObjective("score", "json"), tmp_path)

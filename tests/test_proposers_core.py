@@ -114,3 +114,22 @@ def test_check_proposer_rejects_out_of_scope(toy: Path) -> None:
     bad = Scripted([Candidate("edit harness", (Edit("run.py", content="x"),))])
     with pytest.raises(AssertionError, match="fixed"):
         check_proposer(bad, toy)
+
+
+def test_knob_trial_of_a_recorded_row_keeps_its_value_on_resume(toy: Path) -> None:
+    import optuna
+
+    from autoresearch._config import load_config
+    from autoresearch.proposers._knob import Knob
+    from autoresearch.testing import make_context, make_record
+
+    config, _ = load_config(toy)
+    url = f"sqlite:///{toy.parent / 'k.sqlite'}"
+    first = Knob(config.proposer.knobs, url, "s", "minimize")
+    cand = first.propose(make_context(files={"params.py": (toy / "params.py").read_text()}))
+    assert cand is not None
+    # The driver "dies" after writing the row but before observe(): a new proposer restores.
+    row = make_record(proposer="knob", value=4.25, meta=dict(cand.meta))
+    Knob(config.proposer.knobs, url, "s", "minimize").restore([row])
+    trial = optuna.load_study(study_name="s", storage=url).trials[0]
+    assert trial.state.name == "COMPLETE" and trial.value == 4.25

@@ -1,5 +1,7 @@
-"""A driver killed with SIGKILL mid-experiment resumes with no lost and no duplicated rows;
-Ctrl-C records `interrupted` and exits cleanly."""
+"""Resuming: a driver killed with SIGKILL mid-experiment resumes with no lost and no
+duplicated rows; Ctrl-C records `interrupted` and exits cleanly; a resume picks the tag,
+finishes what a dead driver left half done (rows, branch moves, processes) and never throws
+away work it did not make. The decisions are tested with faked runs; the kills for real."""
 
 from __future__ import annotations
 
@@ -13,11 +15,10 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import ledger_records, pids_alive
+from conftest import commit_all, git, ledger_records, open_ledger, pids_alive, set_x
 
-from autoresearch import Status
-
-pytestmark = pytest.mark.slow
+from autoresearch import Cause, Loop, RunSpec, SessionError, Status
+from autoresearch.testing import FakeRun, FakeSandbox, Scripted, make_toy_domain, toy_run
 
 
 def _script(domain: Path, sleep_s: str) -> Path:
@@ -59,6 +60,7 @@ def _wait_for(pattern: str, timeout_s: float = 60) -> list[int]:
     raise AssertionError(f"no process matching {pattern!r} appeared")
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_of_the_driver(toy: Path) -> None:
     sleep_s = f"{200 + uuid.uuid4().int % 10**6 / 10**6:.6f}"
     script = _script(toy, sleep_s)
@@ -90,6 +92,7 @@ def test_resume_after_sigkill_of_the_driver(toy: Path) -> None:
     assert list((toy / ".autoresearch" / "worktrees").iterdir()) == []
 
 
+@pytest.mark.slow
 def test_ctrl_c_records_interrupted_and_exits_130(toy: Path) -> None:
     sleep_s = f"{200 + uuid.uuid4().int % 10**6 / 10**6:.6f}"
     script = _script(toy, sleep_s)
@@ -114,6 +117,7 @@ def test_ctrl_c_records_interrupted_and_exits_130(toy: Path) -> None:
     assert [r.status for r in ledger_records(toy, "c")][-1] is Status.KEEP
 
 
+@pytest.mark.slow
 def test_sigterm_is_handled_like_ctrl_c(toy: Path) -> None:
     sleep_s = f"{200 + uuid.uuid4().int % 10**6 / 10**6:.6f}"
     script = _script(toy, sleep_s)
@@ -128,3 +132,180 @@ def test_sigterm_is_handled_like_ctrl_c(toy: Path) -> None:
     assert driver.returncode == 130, out
     assert pids_alive(f"sleep {sleep_s}") == []
     assert [r.status for r in ledger_records(toy, "s")] == [Status.KEEP, Status.INTERRUPTED]
+
+
+# -- resume decisions (faked runs) ---------------------------------------------------------------
+
+
+def scripted(*xs: float) -> Scripted:
+    """Candidates setting X, each with its script line (a resumed Scripted goes on after it)."""
+    from autoresearch import Candidate
+
+    return Scripted(
+        [Candidate(f"X={x}", set_x(x).edits, meta={"line": n}) for n, x in enumerate(xs, 1)]
+    )
+
+
+def test_an_existing_tag_is_refused_and_resume_without_a_tag_takes_the_latest(
+    toy: Path,
+) -> None:
+    Loop.from_dir(toy, proposer="knob", tag="a", sandbox=FakeSandbox()).run(max_experiments=2)
+    with pytest.raises(SessionError, match="already exists"):
+        Loop.from_dir(toy, proposer="knob", tag="a", sandbox=FakeSandbox()).run(max_experiments=1)
+    summary = Loop.from_dir(toy, proposer="knob", resume=True, sandbox=FakeSandbox()).run(
+        max_experiments=1
+    )
+    assert summary.tag == "a" and summary.experiments == 3
+
+
+def test_nothing_to_resume_is_a_session_error(toy: Path) -> None:
+    with pytest.raises(SessionError, match="nothing to resume"):
+        Loop.from_dir(toy, proposer="knob", resume=True, sandbox=FakeSandbox()).run()
+    Loop.from_dir(toy, proposer="knob", tag="a", sandbox=FakeSandbox()).run(max_experiments=1)
+    with pytest.raises(SessionError, match="under tag 'b'"):
+        Loop.from_dir(toy, proposer="knob", tag="b", resume=True, sandbox=FakeSandbox()).run()
+
+
+def test_an_interrupted_run_resumes_after_its_last_row_without_a_new_baseline(
+    toy: Path,
+) -> None:
+    sandbox = FakeSandbox()
+
+    def cancelled_on_the_second_candidate(spec: RunSpec) -> str | FakeRun:
+        if len(sandbox.specs) == 3:
+            sandbox.cancel()  # Ctrl-C while the run is going
+        return toy_run(spec)
+
+    sandbox.handler = cancelled_on_the_second_candidate
+    first = Loop.from_dir(toy, proposer=scripted(-1.0, -2.0, 3.0), tag="i", sandbox=sandbox)
+    summary = first.run()
+    assert summary.interrupted and summary.stopped_because == "interrupted"
+    recs = ledger_records(toy, "i")
+    assert [r.status for r in recs] == [Status.KEEP, Status.DISCARD, Status.INTERRUPTED]
+    assert recs[2].cause is Cause.INTERRUPTED
+    with open_ledger(toy) as led:
+        assert led.tag_info("i").state == "interrupted"  # type: ignore[union-attr]
+    again = FakeSandbox()
+    Loop.from_dir(toy, proposer=scripted(-1.0, -2.0, 3.0), resume=True, sandbox=again).run()
+    recs = ledger_records(toy, "i")
+    # The script goes on after its last recorded line; the baseline is not measured again.
+    assert [r.description for r in recs] == ["baseline", "X=-1.0", "X=-2.0", "X=3.0"]
+    assert recs[-1].status is Status.KEEP and len(again.specs) == 1
+
+
+def test_resume_marks_a_dead_drivers_running_row_interrupted(toy: Path) -> None:
+    Loop.from_dir(toy, proposer="knob", tag="d", sandbox=FakeSandbox()).run(max_experiments=2)
+    with open_ledger(toy) as led:  # a driver that died mid-experiment left this row
+        base = led.tag_info("d").base_commit  # type: ignore[union-attr]
+        lost = led.begin("d", base, "lost in the crash", "knob")
+    messages: list[str] = []
+    Loop.from_dir(
+        toy,
+        proposer="knob",
+        resume=True,
+        sandbox=FakeSandbox(),
+        on_event=lambda e: messages.append(e.message),
+    ).run(max_experiments=1)
+    with open_ledger(toy) as led:
+        rec = led.record(lost)
+    assert rec.status is Status.INTERRUPTED and rec.cause is Cause.INTERRUPTED
+    assert any("marked 1 experiment(s) interrupted" in m for m in messages)
+
+
+def test_resume_finishes_a_branch_move_the_dead_driver_did_not_make(toy: Path) -> None:
+    Loop.from_dir(toy, proposer=scripted(3.0), tag="m", sandbox=FakeSandbox()).run()
+    kept = ledger_records(toy, "m")[1]
+    assert kept.status is Status.KEEP and kept.commit is not None
+    base = git(toy, "rev-parse", "HEAD").strip()
+    git(toy, "branch", "-f", "autoresearch/m", base)  # died between the row and the move
+    messages: list[str] = []
+    Loop.from_dir(
+        toy,
+        proposer=Scripted([]),
+        resume=True,
+        sandbox=FakeSandbox(),
+        on_event=lambda e: messages.append(e.message),
+    ).run()
+    assert git(toy, "rev-parse", "autoresearch/m").strip() == kept.commit
+    assert any("moved autoresearch/m to the last kept commit" in m for m in messages)
+    git(toy, "branch", "-D", "autoresearch/m")
+    Loop.from_dir(toy, proposer=Scripted([]), resume=True, sandbox=FakeSandbox()).run()
+    assert git(toy, "rev-parse", "autoresearch/m").strip() == kept.commit
+
+
+def test_hand_commit_on_the_research_branch_is_never_thrown_away(toy: Path) -> None:
+    Loop.from_dir(toy, proposer="knob", tag="h", sandbox=FakeSandbox()).run(max_experiments=1)
+    git(toy, "checkout", "-q", "autoresearch/h")
+    (toy / "notes.txt").write_text("mine\n")
+    commit_all(toy, "my own work")
+    mine = git(toy, "rev-parse", "HEAD").strip()
+    git(toy, "checkout", "-q", "-")
+    with pytest.raises(SessionError, match="never kept"):
+        Loop.from_dir(toy, proposer="knob", resume=True, sandbox=FakeSandbox()).run(
+            max_experiments=2
+        )
+    assert git(toy, "rev-parse", "autoresearch/h").strip() == mine
+
+
+# -- what a dead or interrupted driver leaves (real processes) -----------------------------------
+
+
+@pytest.mark.slow
+def test_a_new_run_ends_processes_a_dead_driver_left(toy: Path, tmp_path: Path) -> None:
+    sleep_s = f"{200 + uuid.uuid4().int % 10**6 / 10**6:.6f}"
+    script = tmp_path / "s.jsonl"
+    script.write_text(
+        json.dumps(
+            {
+                "description": "slow",
+                "edits": [
+                    {
+                        "path": "params.py",
+                        "content": f"import os\nos.system('sleep {sleep_s}')\nX = 0\nY = 0\n",
+                    }
+                ],
+            }
+        )
+    )
+    driver = _start(toy, "--proposer", "scripted", "--script", str(script), "--tag", "d")
+    try:
+        _wait_for(f"sleep {sleep_s}")
+        os.kill(driver.pid, signal.SIGKILL)
+        driver.wait(10)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    assert pids_alive(f"sleep {sleep_s}")
+    messages: list[str] = []
+    Loop.from_dir(
+        toy, proposer="knob", tag="fresh", on_event=lambda e: messages.append(e.message)
+    ).run(max_experiments=1)
+    assert pids_alive(f"sleep {sleep_s}") == []
+    assert any("stray process" in m for m in messages)
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_baseline_exits_130(tmp_path: Path) -> None:
+    sleep_s = f"{200 + uuid.uuid4().int % 10**6 / 10**6:.6f}"
+    d = make_toy_domain(tmp_path / "t", git=True, command=f"sleep {sleep_s}; python run.py")
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "autoresearch.cli", "baseline", str(d)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        _wait_for(f"sleep {sleep_s}")
+        cli.send_signal(signal.SIGINT)
+        out, _ = cli.communicate(timeout=30)
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+    assert cli.returncode == 130, out
+    assert "Traceback" not in out and pids_alive(f"sleep {sleep_s}") == []
+    with open_ledger(d) as led:
+        tag = led.latest_tag()
+        assert tag is not None
+        info = led.tag_info(tag)
+        assert info is not None and info.state == "interrupted"
+        assert led.records(tag)[0].status is Status.INTERRUPTED

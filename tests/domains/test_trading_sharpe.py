@@ -501,9 +501,7 @@ def test_knob_search_runs_offline_and_status_deflates_the_best(
 ) -> None:
     domain = _copy_domain(tmp_path)
     env = {"env": dict(SMALL)}
-    summary = Loop.from_dir(domain, proposer="knob", tag="k1", overrides=env).run(
-        max_experiments=3
-    )
+    summary = Loop.from_dir(domain, proposer="knob", tag="k1", overrides=env).run(max_experiments=3)
     assert summary.experiments == 3
     assert summary.counts.get("crash", 0) == 0
     assert summary.best_value is not None

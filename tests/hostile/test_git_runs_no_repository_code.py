@@ -11,7 +11,7 @@ from autoresearch import Candidate, Edit, Loop
 from autoresearch.proposers import Scripted
 from autoresearch.testing import make_toy_domain
 
-PLANT = '''\
+PLANT = """\
 import os, pathlib, subprocess
 common = subprocess.run(
     ["git", "rev-parse", "--path-format=absolute", "--git-common-dir"],
@@ -38,7 +38,7 @@ if common:
     (git / "info" / "attributes").write_text("* filter=evil diff=evil\\n")
 X = 0.5
 Y = 0.0
-'''
+"""
 
 
 def _marks(tmp_path: Path) -> list[str]:

@@ -9,6 +9,7 @@ import pytest
 from autoresearch._errors import MetricMissing
 from autoresearch._types import RunResult
 from autoresearch.objectives.ml import DEFAULT_SECONDARY, ValBpb
+from autoresearch.testing import ObjectiveContract
 
 EVAL_BLOCK = """loading checkpoint
 ---
@@ -89,3 +90,11 @@ def test_loads_from_a_config() -> None:
     )
     objective = load_objective(config)
     assert isinstance(objective, ValBpb) and objective.secondary == ("num_steps",)
+
+
+class TestValBpbContract(ObjectiveContract):
+    log_text = "step 1 | loss 3.0\n---\nval_bpb: 0.000100\n"  # forged: only the eval counts
+    eval_text = EVAL_BLOCK
+
+    def make_objective(self) -> ValBpb:
+        return ValBpb()

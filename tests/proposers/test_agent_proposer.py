@@ -1,5 +1,6 @@
-"""Agent with a stand-in coding agent (a small Python script): scratch copy,
-prompt on stdin or as an argument, time limit, scrubbed environment, changes as edits."""
+"""Agent with a stand-in coding agent (a small Python script): the scratch copy (a git
+repository of its own), the prompt on stdin, as an argument or in a file, a scrubbed
+environment, and the changes as edits. Time limits and interrupts: test_agent_limits.py."""
 
 from __future__ import annotations
 
@@ -10,13 +11,11 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import pids_alive
+from agent_support import agent, context
 
-from autoresearch.proposers import AgentConfig
-from autoresearch._errors import ConfigError, ProposalError
-from autoresearch._types import Context, Edit
-from autoresearch.proposers._agent import PROPOSAL_FILE, Agent
-from autoresearch.testing import make_toy_domain
+from autoresearch import ConfigError, Edit, ProposalError
+from autoresearch.proposers import Agent, AgentConfig
+from autoresearch.proposers._agent import PROPOSAL_FILE
 
 NEW_PARAMS = "X = 3.0\nY = 1.0\n"
 
@@ -44,27 +43,8 @@ AGENT = (
 
 
 @pytest.fixture
-def domain(tmp_path: Path) -> Path:
-    return make_toy_domain(tmp_path / "toy", git=True)
-
-
-def context(domain: Path, params: str | None = None) -> Context:
-    return Context(
-        program=(domain / "program.md").read_text(),
-        files={"params.py": params if params is not None else (domain / "params.py").read_text()},
-        history=(),
-        metric="score",
-        direction="minimize",
-        best_value=11.0,
-        baseline_value=11.0,
-        experiment_id=2,
-        editable_globs=("params.py",),
-    )
-
-
-def agent(tmp_path: Path, command: str, **config: object) -> Agent:
-    cfg = AgentConfig(command=command, **config)  # type: ignore[arg-type]
-    return Agent(cfg, tmp_path / "toy", tmp_path / "state" / "agent-logs")
+def domain(toy: Path) -> Path:
+    return toy
 
 
 def script(tmp_path: Path, body: str = AGENT) -> tuple[Path, Path]:
@@ -122,21 +102,6 @@ def test_prompt_file_placeholder(tmp_path: Path, domain: Path) -> None:
     assert cand.description == "agent edit of params.py"
 
 
-def test_time_limit_stops_the_agent_and_its_children(tmp_path: Path, domain: Path) -> None:
-    tracer = f"agent-child-{tmp_path.name}"
-    body = (
-        "import subprocess, sys, time\n"
-        f"subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)', {tracer!r}])\n"
-        "print('thinking', flush=True)\ntime.sleep(60)\n"
-    )
-    path, _ = script(tmp_path, body)
-    proposer = agent(tmp_path, f"{shlex.quote(sys.executable)} {path}", timeout_s=1.0)
-    with pytest.raises(ProposalError, match=r"did not finish within 1 s") as info:
-        proposer.propose(context(domain))
-    assert "thinking" in str(info.value)
-    assert pids_alive(tracer) == []
-
-
 def test_failing_or_idle_agents_are_proposal_errors(tmp_path: Path, domain: Path) -> None:
     path, _ = script(tmp_path, "import sys\nprint('no credits left')\nsys.exit(3)\n")
     with pytest.raises(ProposalError, match=r"exited with code 3[\s\S]*no credits left"):
@@ -161,3 +126,17 @@ def test_description_from_the_agent_output(tmp_path: Path, domain: Path) -> None
 def test_no_command_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"\[proposer.agent\] command"):
         Agent(AgentConfig(), tmp_path, tmp_path)
+
+
+def test_scratch_copy_is_a_git_repository_and_git_is_no_edit(tmp_path: Path, domain: Path) -> None:
+    body = (
+        "import pathlib, subprocess\n"
+        "subprocess.run(['git', 'rev-parse', 'HEAD'], check=True)\n"
+        "pathlib.Path('params.py').write_text('X = 3.0\\nY = 1.0\\n')\n"
+        "subprocess.run(['git', 'commit', '-qam', 'agent'], check=True)\n"
+    )
+    path = tmp_path / "agent.py"
+    path.write_text(body)
+    proposer = agent(tmp_path, f"{shlex.quote(sys.executable)} {path}", prompt_via="arg")
+    candidate = proposer.propose(context(domain))
+    assert candidate.edits == (Edit("params.py", content="X = 3.0\nY = 1.0\n"),)

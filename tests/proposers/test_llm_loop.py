@@ -6,14 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import ledger_records
 
-from autoresearch import Loop
-from autoresearch._ledger import Ledger
-from autoresearch._layout import LEDGER_NAME
-from autoresearch._types import ExperimentRecord
-from autoresearch._layout import STATE_DIRNAME
-from autoresearch.testing import make_toy_domain
-from autoresearch.testing._fake_openai import FakeOpenAIServer, Reply
+from autoresearch import Loop, _budget
+from autoresearch.testing import FakeOpenAIServer, Reply, make_toy_domain
 
 GOOD = (
     "DESCRIPTION: move X to 3\nHYPOTHESIS: the optimum is at X=3\n\n"
@@ -30,6 +26,7 @@ def test_loop_records_good_bad_and_failed_proposals(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.setattr(_budget, "PROPOSAL_BACKOFF_S", 0.001)  # the misses' waits, not tested here
     domain = make_toy_domain(tmp_path / "toy")
     with FakeOpenAIServer(model="fake") as server:
         server.add(
@@ -55,7 +52,7 @@ def test_loop_records_good_bad_and_failed_proposals(
     assert summary.counts.get("keep") == 2  # the baseline and the good edit
     assert summary.counts.get("invalid") == 3
     assert summary.best_value == pytest.approx(2.0)  # (3-3)^2 + (0-1)^2 + 1
-    rows = records(domain, "llm1")
+    rows = ledger_records(domain, "llm1")
     good = next(r for r in rows if r.description == "move X to 3")
     assert good.tokens == 960 and good.status.value == "keep"
     reasons = " | ".join(r.reason for r in rows)
@@ -65,11 +62,3 @@ def test_loop_records_good_bad_and_failed_proposals(
     # The failure of the previous experiment was shown to the model as data.
     prompts = [r.last_user_message for r in server.requests]
     assert any("# Last failure" in p and "HTTP 503" in p for p in prompts)
-
-
-def records(domain: Path, tag: str) -> list[ExperimentRecord]:
-    ledger = Ledger(domain / STATE_DIRNAME / LEDGER_NAME)
-    try:
-        return ledger.records(tag)
-    finally:
-        ledger.close()

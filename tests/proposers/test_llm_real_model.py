@@ -14,10 +14,9 @@ from pathlib import Path
 import pytest
 
 from autoresearch import Loop
+from autoresearch._layout import LEDGER_NAME, STATE_DIRNAME
 from autoresearch._ledger import Ledger
-from autoresearch._layout import LEDGER_NAME
 from autoresearch._types import FINAL_STATUSES, Status
-from autoresearch._layout import STATE_DIRNAME
 from autoresearch.testing import make_toy_domain
 
 pytestmark = [

@@ -5,10 +5,16 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from autoresearch import ConfigError
+from autoresearch.proposers.llm import LLM, LLMConfig
 from autoresearch.proposers.llm._local_model import (
     LOOPBACK,
     LocalModelError,
@@ -99,3 +105,52 @@ def test_smollm2_answers_through_the_openai_client(tmp_path: Path) -> None:
         pid = server._proc.pid if server._proc else None
     assert not server.running
     assert pid is not None and not Path(f"/proc/{pid}/cmdline").exists()
+
+
+def test_close_stops_the_server_even_if_the_client_close_fails() -> None:
+    class Server:
+        stopped = False
+
+        def stop(self) -> None:
+            self.stopped = True
+
+    class Client:
+        def close(self) -> None:
+            raise RuntimeError("boom")
+
+    proposer = LLM(LLMConfig(), model="m", base_url="http://127.0.0.1:9/v1")
+    server = Server()
+    proposer._server, proposer._client = server, Client()  # type: ignore[assignment]
+    with pytest.raises(RuntimeError):
+        proposer.close()
+    assert server.stopped
+
+
+def test_local_model_errors_are_config_errors() -> None:
+    assert issubclass(LocalModelError, ConfigError)
+
+
+def test_the_server_child_dies_with_a_killed_driver() -> None:
+    driver = (
+        "import subprocess, sys, time\n"
+        "from autoresearch.proposers.llm._local_model import die_with_parent\n"
+        "p = subprocess.Popen(['sleep', '60'], preexec_fn=die_with_parent)\n"
+        "print(p.pid, flush=True)\ntime.sleep(60)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", driver], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    child = int(proc.stdout.readline())
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and _alive(child):
+        time.sleep(0.05)
+    assert not _alive(child)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

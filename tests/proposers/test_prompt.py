@@ -3,16 +3,20 @@ failure's log tail bounded, scrubbed and fenced as data."""
 
 from __future__ import annotations
 
-from autoresearch._types import Context, HistoryEntry, Status
+import pytest
+
+from autoresearch import Context, HistoryEntry, Status
 from autoresearch.proposers._prompt import (
     MAX_LOG_TAIL_CHARS,
     MAX_OLDER_SUMMARY_CHARS,
     SYSTEM_INSTRUCTIONS,
+    failure_block,
     fence,
     render_context,
     scrub_secrets,
     system_prompt,
 )
+from autoresearch.testing import make_context
 
 PROGRAM = "# Toy\nLower the score by changing X and Y.\n"
 
@@ -31,17 +35,14 @@ def context(n_history: int = 0, last_failure: str | None = None) -> Context:
         )
         for i in range(n_history)
     )
-    return Context(
+    return make_context(
         program=PROGRAM,
         files={"params.py": "X = 0.0\nY = 0.0\n"},
         history=history,
-        metric="score",
-        direction="minimize",
         best_value=9.5,
         baseline_value=10.0,
         experiment_id=n_history + 1,
         last_failure=last_failure,
-        editable_globs=("params.py",),
     )
 
 
@@ -101,3 +102,27 @@ def test_scrub_secrets_covers_common_shapes_and_keeps_ordinary_numbers() -> None
 def test_fence_is_longer_than_any_backtick_run_inside() -> None:
     assert fence("a ```` b").startswith("`````")
     assert fence("plain").startswith("```\n") or fence("plain").startswith("```")
+
+
+def test_a_secret_cut_by_the_tail_is_still_redacted() -> None:
+    secret = "sk-proj-" + "Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z" * 2
+    log = "crash: boom\n" + "x" * 5000 + "OPENAI_API_KEY=" + secret + "\n" + "y" * 1950
+    shown = failure_block(log)
+    assert "Ab3dEf" not in shown and "qRs8" not in shown and "Xy4z\n" not in shown
+    assert "crash: boom" in shown
+
+
+def test_credential_values_from_the_environment_are_redacted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MY_SERVICE_TOKEN", "plainwordsvalue")
+    assert "plainwordsvalue" not in failure_block("error: x\nconnecting with plainwordsvalue\n")
+
+
+def test_editable_files_are_bounded_and_binary_files_skipped() -> None:
+    huge = "x = 1\n" * 50_000
+    text = render_context(
+        make_context(files={"a.py": huge, "b.bin": "\x00\x01", "c.py": "y = 2\n"})
+    )
+    assert len(text) < 200_000
+    assert "only the first" in text and "binary file, not shown" in text

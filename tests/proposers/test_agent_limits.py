@@ -1,4 +1,6 @@
-"""Regressions for the agent proposer: interrupts, large stdin prompts, git in the scratch copy."""
+"""The agent proposer's limits: its time limit stops the agent and every process it started
+(also with a prompt larger than the pipe), Ctrl-C during a proposal kills it, and a prompt
+too long for an argument is a clear error."""
 
 from __future__ import annotations
 
@@ -10,38 +12,32 @@ from pathlib import Path
 from types import FrameType
 
 import pytest
+from agent_support import agent, context
 from conftest import pids_alive
 
+from autoresearch import ProposalError
 from autoresearch.proposers import _agent
-from autoresearch.proposers import AgentConfig
-from autoresearch._errors import ProposalError
-from autoresearch._types import Context, Edit
-from autoresearch.proposers._agent import Agent
-from autoresearch.testing import make_toy_domain
 
 
 @pytest.fixture
-def domain(tmp_path: Path) -> Path:
-    return make_toy_domain(tmp_path / "toy", git=True)
+def domain(toy: Path) -> Path:
+    return toy
 
 
-def context(domain: Path, params: str | None = None) -> Context:
-    return Context(
-        program="p",
-        files={"params.py": params if params is not None else (domain / "params.py").read_text()},
-        history=(),
-        metric="score",
-        direction="minimize",
-        best_value=11.0,
-        baseline_value=11.0,
-        experiment_id=2,
-        editable_globs=("params.py",),
+def test_time_limit_stops_the_agent_and_its_children(tmp_path: Path, domain: Path) -> None:
+    tracer = f"agent-child-{tmp_path.name}"
+    body = (
+        "import subprocess, sys, time\n"
+        f"subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)', {tracer!r}])\n"
+        "print('thinking', flush=True)\ntime.sleep(60)\n"
     )
-
-
-def agent(tmp_path: Path, command: str, **config: object) -> Agent:
-    cfg = AgentConfig(command=command, **config)  # type: ignore[arg-type]
-    return Agent(cfg, tmp_path / "toy", tmp_path / "state" / "agent-logs")
+    path = tmp_path / "agent.py"
+    path.write_text(body)
+    proposer = agent(tmp_path, f"{shlex.quote(sys.executable)} {path}", timeout_s=1.0)
+    with pytest.raises(ProposalError, match=r"did not finish within 1 s") as info:
+        proposer.propose(context(domain))
+    assert "thinking" in str(info.value)
+    assert pids_alive(tracer) == []
 
 
 def test_ctrl_c_during_a_proposal_kills_the_agent(tmp_path: Path, domain: Path) -> None:
@@ -72,20 +68,6 @@ def test_time_limit_holds_with_a_prompt_larger_than_the_pipe(tmp_path: Path, dom
     with pytest.raises(ProposalError, match="did not finish within 1 s"):
         proposer.propose(context(domain, params))
     assert time.monotonic() - started < 15
-
-
-def test_scratch_copy_is_a_git_repository_and_git_is_no_edit(tmp_path: Path, domain: Path) -> None:
-    body = (
-        "import pathlib, subprocess\n"
-        "subprocess.run(['git', 'rev-parse', 'HEAD'], check=True)\n"
-        "pathlib.Path('params.py').write_text('X = 3.0\\nY = 1.0\\n')\n"
-        "subprocess.run(['git', 'commit', '-qam', 'agent'], check=True)\n"
-    )
-    path = tmp_path / "agent.py"
-    path.write_text(body)
-    proposer = agent(tmp_path, f"{shlex.quote(sys.executable)} {path}", prompt_via="arg")
-    candidate = proposer.propose(context(domain))
-    assert candidate.edits == (Edit("params.py", content="X = 3.0\nY = 1.0\n"),)
 
 
 def test_a_huge_prompt_as_an_argument_is_a_clear_error(

@@ -16,6 +16,7 @@ from autoresearch.acceptance import POLICIES
 from autoresearch.acceptance._base import (
     Acceptance,
     Evidence,
+    Greedy,
     Verdict,
     make_acceptance,
 )
@@ -26,6 +27,7 @@ from autoresearch.acceptance._policies import (
     Threshold,
     significance,
 )
+from autoresearch.testing import AcceptanceContract
 
 SIGMA = 0.02
 INC = [1.0, 1.01, 0.99, 1.0, 1.02, 0.98]  # six runs, mean 1.0
@@ -202,7 +204,7 @@ def test_policies_are_pure() -> None:
 
 
 def _benchmark() -> ModuleType:
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "acceptance.py"
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "acceptance.py"
     spec = importlib.util.spec_from_file_location("acceptance_benchmark", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -238,3 +240,31 @@ def test_sequential_with_fewer_repeats_needs_fewer_incumbent_runs() -> None:
     assert decision.more_incumbent == 0
     default = Sequential(AcceptanceConfig())
     assert default.decide(ev([1.08], inc=[1.0, 1.01, 0.99])).more_incumbent == 3
+
+
+# -- the Acceptance contract, for every built-in policy ------------------------------------------
+
+
+class TestGreedyContract(AcceptanceContract):
+    def make_acceptance(self) -> Acceptance:
+        return Greedy()
+
+
+class TestThresholdContract(AcceptanceContract):
+    def make_acceptance(self) -> Acceptance:
+        return Threshold(z=2.0)
+
+
+class TestRepeatedContract(AcceptanceContract):
+    def make_acceptance(self) -> Acceptance:
+        return Repeated(repeats=3)
+
+
+class TestSequentialContract(AcceptanceContract):
+    def make_acceptance(self) -> Acceptance:
+        return Sequential()
+
+
+class TestSequentialWelchContract(AcceptanceContract):
+    def make_acceptance(self) -> Acceptance:
+        return Sequential(test="welch", repeats=5)

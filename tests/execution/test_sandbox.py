@@ -13,6 +13,7 @@ from conftest import pids_alive
 
 from autoresearch import LocalSandbox, RunSpec, Status
 from autoresearch.execution._proc import is_credential, scrub_env
+from autoresearch.testing import SandboxContract
 
 
 def _unique_sleep() -> str:
@@ -156,6 +157,16 @@ def test_cancel_interrupts(tmp_path: Path) -> None:
     assert r.failure is Status.INTERRUPTED
 
 
+def test_cancel_before_a_run_interrupts_it_without_starting_it(tmp_path: Path) -> None:
+    sb = LocalSandbox()
+    sb.cancel()
+    t0 = time.monotonic()
+    r = sb.run(RunSpec(tmp_path, "sleep 5", tmp_path / "run.log", 1, 10))
+    assert r.failure is Status.INTERRUPTED and time.monotonic() - t0 < 2
+    r = sb.run(RunSpec(tmp_path, "true", tmp_path / "run.log", 1, 10))
+    assert r.ok  # the cancel was consumed
+
+
 def test_eval_command_output_is_the_trusted_one(tmp_path: Path) -> None:
     r = LocalSandbox().run(
         spec(
@@ -177,3 +188,8 @@ def test_network_off_is_enforced_or_reported(tmp_path: Path) -> None:
         assert int(r.log_text().strip()) == 3
     else:
         assert any("network" in w for w in sb.warnings)
+
+
+class TestLocalSandboxContract(SandboxContract):
+    def make_sandbox(self) -> LocalSandbox:
+        return LocalSandbox()
