@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from autoresearch import Candidate, Edit, ExperimentRecord, Ledger
+from autoresearch.testing import FakeOpenAIServer
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -23,6 +24,24 @@ def _isolated_caches(
     # Tests never write caches outside their temp folders.
     cache = tmp_path_factory.getbasetemp() / "cache"
     monkeypatch.setenv("AUTORESEARCH_CACHE_DIR", str(cache))
+
+
+# The LLM proposer tests' fake endpoint and key (no test reaches a real endpoint).
+LLM_MODEL = "fake-model"
+LLM_KEY = "sk-test-0123456789abcdefghijklmnop"
+LLM_KEY_ENV = "TEST_LLM_KEY"
+
+
+@pytest.fixture
+def server() -> Iterator[FakeOpenAIServer]:
+    """The scripted OpenAI-compatible server on loopback."""
+    with FakeOpenAIServer(model=LLM_MODEL) as s:
+        yield s
+
+
+@pytest.fixture(autouse=True)
+def _llm_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(LLM_KEY_ENV, LLM_KEY)
 
 
 @pytest.fixture

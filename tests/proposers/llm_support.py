@@ -3,13 +3,14 @@ context they apply to, and an LLM that retries fast and records its waits."""
 
 from __future__ import annotations
 
+from conftest import LLM_KEY, LLM_KEY_ENV, LLM_MODEL
+
 from autoresearch import Context
 from autoresearch.proposers.llm import LLM, LLMConfig
 from autoresearch.testing import make_context
 
-MODEL = "fake-model"
-KEY = "sk-test-0123456789abcdefghijklmnop"
-KEY_ENV = "TEST_LLM_KEY"
+# Set for every test by conftest; the names the tests here use.
+KEY, KEY_ENV, MODEL = LLM_KEY, LLM_KEY_ENV, LLM_MODEL
 PARAMS = "X = 0.0  # first\nY = 0.0  # second\n"
 GOOD = (
     "DESCRIPTION: move X to 3\nHYPOTHESIS: the optimum is at X=3\n\n"

@@ -6,28 +6,16 @@ test_llm_spend.py; the key: test_llm_secrets.py."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from llm_support import GOOD, KEY, KEY_ENV, MISS, MODEL, PARAMS, context, make
+from llm_support import GOOD, MISS, PARAMS, context, make
 
 from autoresearch import ConfigError, Edit, ProposalError
 from autoresearch.proposers import ProposerOptions, ProposerSettings
 from autoresearch.proposers._prompt import candidate_schema
 from autoresearch.proposers.llm import LLM, LLMConfig
 from autoresearch.testing import FakeOpenAIServer, Reply
-
-
-@pytest.fixture
-def server() -> Iterator[FakeOpenAIServer]:
-    with FakeOpenAIServer(model=MODEL) as s:
-        yield s
-
-
-@pytest.fixture(autouse=True)
-def _key(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(KEY_ENV, KEY)
 
 
 def test_a_good_answer_becomes_a_candidate_with_tokens(server: FakeOpenAIServer) -> None:

@@ -6,26 +6,14 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
 
 import pytest
-from llm_support import KEY, KEY_ENV, MODEL, context, make
+from llm_support import KEY, context, make
 
 from autoresearch import ConfigError
 from autoresearch.proposers.llm import LLM, LLMConfig
 from autoresearch.proposers.llm._proposer import LLMError, safe_url
 from autoresearch.testing import FakeOpenAIServer, Reply
-
-
-@pytest.fixture
-def server() -> Iterator[FakeOpenAIServer]:
-    with FakeOpenAIServer(model=MODEL) as s:
-        yield s
-
-
-@pytest.fixture(autouse=True)
-def _key(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(KEY_ENV, KEY)
 
 
 def test_client_errors_are_not_retried_and_never_show_the_key(

@@ -3,26 +3,13 @@ priced per model, and requests sized or refused so a run-wide budget is never ex
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-from llm_support import FAST, GOOD, KEY, KEY_ENV, MODEL, context, make
+from llm_support import FAST, GOOD, context, make
 
 from autoresearch import BudgetExhausted, ConfigError
 from autoresearch.proposers.llm import LLM, LLMConfig
 from autoresearch.proposers.llm._pricing import Price, builtin_price, price_for
 from autoresearch.testing import FakeOpenAIServer, Reply, make_record
-
-
-@pytest.fixture
-def server() -> Iterator[FakeOpenAIServer]:
-    with FakeOpenAIServer(model=MODEL) as s:
-        yield s
-
-
-@pytest.fixture(autouse=True)
-def _key(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(KEY_ENV, KEY)
 
 
 def test_missing_usage_is_estimated(server: FakeOpenAIServer) -> None:

@@ -5,25 +5,13 @@ timeouts and refused connections are LLM errors, an unsupported parameter is dro
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 
 import openai
 import pytest
-from llm_support import GOOD, KEY, KEY_ENV, MODEL, context, make
+from llm_support import GOOD, context, make
 
 from autoresearch.proposers.llm._proposer import LLMError
 from autoresearch.testing import FakeOpenAIServer, Reply
-
-
-@pytest.fixture
-def server() -> Iterator[FakeOpenAIServer]:
-    with FakeOpenAIServer(model=MODEL) as s:
-        yield s
-
-
-@pytest.fixture(autouse=True)
-def _key(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(KEY_ENV, KEY)
 
 
 def test_429_honours_retry_after(server: FakeOpenAIServer) -> None:
