@@ -191,7 +191,10 @@ def _plugin_tables(kind: str, extras: dict[str, Any], validate: Any) -> None:
     table and the field (``proposer.llm.temperatur: unknown field``)."""
     for name, raw in list(extras.items()):
         if not isinstance(raw, dict):
-            raise ValueError(f"{kind}.{name}: unknown field (a plug-in's settings are a table)")
+            raise ValueError(
+                f"{kind}.{name}: unknown field (check the spelling; a plug-in's own settings "
+                f"go in a [{kind}.<name>] table)"
+            )
         try:
             extras[name] = validate(name, raw)
         except ValidationError as e:
@@ -375,10 +378,14 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _format_errors(path: Path, err: ValidationError) -> str:
+def _format_errors(
+    path: Path, err: ValidationError, overridden: frozenset[str] = frozenset()
+) -> str:
     lines = [f"{path}: invalid config"]
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        if loc in overridden:
+            loc = f"{loc} (given as an override, not in the file)"
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             msg = "unknown field (check the spelling; see the config reference in the README)"
@@ -443,5 +450,6 @@ def load_config(
     try:
         config = ResearchConfig.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError(_format_errors(path, e)) from None
+        overridden = frozenset(k for k, v in (overrides or {}).items() if v is not None)
+        raise ConfigError(_format_errors(path, e, overridden)) from None
     return config, chosen

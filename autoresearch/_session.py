@@ -10,13 +10,14 @@ import importlib.metadata
 import json
 import os
 import platform
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 from autoresearch._config import ResearchConfig
-from autoresearch._errors import SessionError, WorkspaceError
+from autoresearch._errors import SessionError
 from autoresearch._layout import Layout
 from autoresearch._ledger import Ledger
 from autoresearch._types import Status
@@ -135,6 +136,8 @@ def open_session(
     if ensure_repo(domain_dir):
         messages.append(f"{domain_dir} was not in a git repository: created one with its files")
     layout = Layout(domain_dir)
+    # A session that fails before its first row leaves no state folder it created behind.
+    fresh = not layout.state_dir.exists()
     lock = DriverLock(layout.lock)
     lock.acquire()
     ledger = None
@@ -218,10 +221,12 @@ def open_session(
             )
         )
         return Session(tag, ws, ledger, lock, base, resume, messages)
-    except (SessionError, WorkspaceError):
+    except BaseException:
         if ledger is not None:
             ledger.close()
         lock.release()
+        if fresh:
+            shutil.rmtree(layout.state_dir, ignore_errors=True)
         raise
 
 

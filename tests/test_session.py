@@ -46,3 +46,19 @@ def test_research_branch_checked_out_is_refused(toy: Path) -> None:
         Loop.from_dir(toy, proposer="knob", resume=True, sandbox=FakeSandbox()).run(
             max_experiments=2
         )
+
+
+def test_a_session_that_cannot_start_leaves_no_state_folder(tmp_path: Path) -> None:
+    toy = make_toy_domain(tmp_path / "toy", git=True)
+    (toy / "params.py").write_text("X = 1.0\nY = 0.0\n")  # uncommitted: the run refuses
+    with pytest.raises(SessionError, match="uncommitted"):
+        Loop.from_dir(toy).baseline()
+    assert not (toy / ".autoresearch").exists()
+
+
+def test_an_override_typo_is_named_as_an_override(tmp_path: Path) -> None:
+    from autoresearch import ConfigError
+
+    toy = make_toy_domain(tmp_path / "toy")
+    with pytest.raises(ConfigError, match=r"time_budgt_s \(given as an override"):
+        Loop.from_dir(toy, overrides={"time_budgt_s": 5})

@@ -25,10 +25,17 @@ def _open(domain: Path, tag: str | None) -> tuple[Ledger, str]:
             f"{domain}: no runs recorded yet (start one with `autoresearch run {domain}`)"
         )
     ledger = Ledger.open_readonly(path)
-    tag = tag or ledger.latest_tag()
-    if tag is None or ledger.tag_info(tag) is None:
+    latest = ledger.latest_tag()
+    if tag is None and latest is None:
         ledger.close()
-        raise SessionError(f"{domain}: no run with tag {tag!r}")
+        raise SessionError(
+            f"{domain}: no runs recorded yet (start one with `autoresearch run {domain}`)"
+        )
+    tag = tag or latest
+    if tag is None or ledger.tag_info(tag) is None:
+        known = ", ".join(t.tag for t in ledger.tags()) or "none"
+        ledger.close()
+        raise SessionError(f"{domain}: no run with tag {tag!r} (tags: {known})")
     return ledger, tag
 
 
