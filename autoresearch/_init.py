@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 from pathlib import Path
 
 from autoresearch._config import CONFIG_NAME, load_config
@@ -128,6 +130,10 @@ UPSTREAM_KILL_S = 600.0
 UPSTREAM_STARTUP_S = 180.0
 UPSTREAM_GRACE_S = UPSTREAM_KILL_S - UPSTREAM_BUDGET_S - UPSTREAM_STARTUP_S
 UPSTREAM_COLUMNS = ("commit", "val_bpb", "memory_gb", "status", "description")
+# A results.tsv past these is not an upstream night's (126 experiments in a real one).
+MAX_IMPORTED_ROWS = 100_000
+MAX_DESCRIPTION_CHARS = 500
+_SHORT_SHA = re.compile(r"[0-9a-f]{7,64}")
 
 
 def write_upstream_config(folder: Path, force: bool = False) -> Path:
@@ -166,6 +172,10 @@ def read_upstream_results(path: Path) -> list[dict[str, str]]:
             f"{path}:1: expected the upstream columns {', '.join(UPSTREAM_COLUMNS)}, "
             f"got {', '.join(header)}"
         )
+    if len(lines) - 1 > MAX_IMPORTED_ROWS:
+        raise ConfigError(
+            f"{path}: {len(lines) - 1} rows; at most {MAX_IMPORTED_ROWS} are imported"
+        )
     rows = []
     for n, line in enumerate(lines[1:], start=2):
         if not line.strip():
@@ -174,11 +184,17 @@ def read_upstream_results(path: Path) -> list[dict[str, str]]:
         if len(cells) < len(UPSTREAM_COLUMNS):
             raise ConfigError(f"{path}:{n}: {len(cells)} columns, expected {len(header)}")
         row = dict(zip(header, cells, strict=False))
+        if not _SHORT_SHA.fullmatch(row["commit"]):
+            raise ConfigError(f"{path}:{n}: commit {row['commit'][:60]!r} is not a git hash")
         try:
-            float(row["val_bpb"])
-            float(row["memory_gb"] or 0)
+            values = (float(row["val_bpb"]), float(row["memory_gb"] or 0))
         except ValueError:
             raise ConfigError(f"{path}:{n}: val_bpb and memory_gb must be numbers") from None
+        if not all(math.isfinite(v) and v >= 0 for v in values):
+            raise ConfigError(f"{path}:{n}: val_bpb and memory_gb must be finite, not negative")
+        # The description is shown in prompts, tables and terminals: text, one line, bounded.
+        text = "".join(c if c.isprintable() else " " for c in row["description"])
+        row["description"] = " ".join(text.split())[:MAX_DESCRIPTION_CHARS]
         rows.append(row)
     return rows
 

@@ -110,21 +110,33 @@ def reserve_run_files(folder: Path, stem: str = "run") -> RunFiles:
     folder.mkdir(parents=True, exist_ok=True)
     for n in range(1, _MAX_RUNS_PER_FOLDER):
         name = stem if n == 1 else f"{stem}-{n}"
-        log = folder / f"{name}.log"
-        try:
-            fd = os.open(log, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            continue
-        os.close(fd)
         # "run" -> eval.log, measurement.json; "incumbent-run" -> incumbent-eval.log, ...
         suffix = name[len(stem) :]
         lead = stem.removesuffix("run")
-        return RunFiles(
-            log=log,
+        files = RunFiles(
+            log=folder / f"{name}.log",
             eval_log=folder / f"{lead}eval{suffix}.log",
             measurement=folder / f"{lead}measurement{suffix}.json",
         )
+        if _create_all(files.log, files.eval_log, files.measurement):
+            return files
     raise RuntimeError(f"{folder}: more than {_MAX_RUNS_PER_FOLDER} runs named {stem!r}")
+
+
+def _create_all(*paths: Path) -> bool:
+    """Create every path as a new empty file, following no link; False (and none left
+    created) if any already exists in any form: a file, a link, a FIFO planted there."""
+    made: list[Path] = []
+    for path in paths:
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, 0o644)
+        except FileExistsError:
+            for m in made:
+                m.unlink()
+            return False
+        os.close(fd)
+        made.append(path)
+    return True
 
 
 __all__ = ["CONFIG_NAME", "LEDGER_NAME", "RESULTS_NAME", "STATE_DIRNAME", "Layout", "RunFiles"]

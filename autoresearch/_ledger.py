@@ -204,6 +204,17 @@ class Ledger:
         with self._tx():
             self._db.execute("UPDATE tags SET state=? WHERE tag=?", (state, tag))
 
+    def meta(self, key: str) -> Any:
+        """A JSON value stored under ``key`` (None if unset)."""
+        rows = self._q("SELECT value FROM meta WHERE key=?", (key,))
+        return json.loads(rows[0]["value"]) if rows else None
+
+    def set_meta(self, key: str, value: Any) -> None:
+        with self._tx():
+            self._db.execute(
+                "INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value, default=str))
+            )
+
     def set_noise_sigma(self, tag: str, sigma: float | None) -> None:
         with self._tx():
             self._db.execute("UPDATE tags SET noise_sigma=? WHERE tag=?", (sigma, tag))

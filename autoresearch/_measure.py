@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import statistics
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,7 +84,10 @@ class Measurer:
         self.acceptance = acceptance
         self.domain_dir = domain_dir
         self.gpu_ids = gpu_ids
-        self._fixed_hashes: dict[str, str] | None = None
+        # The fixed files' hashes of the first worktree this tag measured, kept in the ledger:
+        # a resumed driver compares with them, not with whatever its first worktree holds.
+        self._fixed_key = f"fixed_hashes:{session.tag}"
+        self._fixed_hashes: dict[str, str] | None = session.ledger.meta(self._fixed_key)
         self._used: set[Path] = set()
 
     def measure(
@@ -109,6 +114,7 @@ class Measurer:
         fixed_now = {k: v for k, v in before.items() if k not in self._editable_in(before)}
         if self._fixed_hashes is None:
             self._fixed_hashes = fixed_now
+            s.ledger.set_meta(self._fixed_key, fixed_now)
         if fixed_now != self._fixed_hashes:
             bad = changed_files(self._fixed_hashes, fixed_now)
             why = f"fixed files differ from the baseline: {', '.join(bad)}"
@@ -116,7 +122,7 @@ class Measurer:
         stem = "incumbent-run" if kind is RunKind.INCUMBENT else "run"
         files = reserve_run_files(folder, stem)
         run = self.sandbox.run(self._spec(domain, files, seed))
-        s.workspace.refresh_git_env()  # before any git call that could run what it planted
+        s.workspace.refresh_git_env(worktree)  # before a git call runs what it planted
         after = s.workspace.snapshot(domain)
         # Files the run changed or deleted; new files it wrote (outputs) do not matter.
         changed = [k for k in before if before[k] != after.get(k)]
@@ -332,7 +338,10 @@ def memory_gb(runs: Iterable[RunResult]) -> float:
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write ``path`` atomically through a temp file of a fresh name (a file planted under a
+    fixed temp name is never written through)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
-    tmp.replace(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(json.dumps(data, indent=2, default=str))
+    os.replace(tmp, path)

@@ -78,8 +78,8 @@ class Registry:
 def import_path(path: str, field: str, domain_dir: Path | None = None) -> Any:
     """Import ``module:attr``; a ConfigError names ``field`` if it cannot be found.
 
-    With ``domain_dir``, a module that is a file of that folder (``objective:Cls`` for
-    ``DIR/objective.py``) is imported from that file, under a name of its own, and the folder
+    With ``domain_dir``, a plain module name that is a file of that folder (``objective:Cls``
+    for ``DIR/objective.py``) is imported from that file, under a name of its own, and the folder
     is on ``sys.path`` only while it is imported. Old ``objectives.<module>`` paths are
     read as ``autoresearch.objectives.<module>`` with a warning naming the new path.
     """
@@ -87,7 +87,10 @@ def import_path(path: str, field: str, domain_dir: Path | None = None) -> Any:
     if not module_name or not attr:
         raise ConfigError(f"{field}: {path!r} must look like 'module:Name'")
     module = None
-    if domain_dir is not None:
+    # Only a plain module name is looked up in the folder: a dotted one
+    # (autoresearch.objectives.ml) is always the installed package, never a file planted
+    # at DIR/autoresearch/objectives/ml.py.
+    if domain_dir is not None and "." not in module_name:
         module = _domain_module(domain_dir, module_name, field)
     if module is None:
         module_name = _renamed(module_name, attr, field)

@@ -7,12 +7,14 @@ worktree of its own (which has its own index) or to refs under ``autoresearch/``
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
 import posixpath
 import re
 import shutil
+import stat
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -74,6 +76,7 @@ def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     out["GIT_CONFIG_NOSYSTEM"] = "1"
     out["GIT_CONFIG_GLOBAL"] = os.devnull
     out["GIT_TERMINAL_PROMPT"] = "0"
+    out["GIT_NO_REPLACE_OBJECTS"] = "1"  # refs/replace must not swap a fixed file's blob
     settings = {**_NO_PROGRAMS, **(extra or {})}
     out["GIT_CONFIG_COUNT"] = str(len(settings))
     for i, (key, value) in enumerate(settings.items()):
@@ -85,7 +88,7 @@ def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 def _program_settings(repo_root: Path) -> dict[str, str]:
     """Every driver command the repository's config names (filter/textconv/merge), emptied."""
     res = subprocess.run(
-        ["git", "config", "--get-regexp", _PROGRAM_KEYS],
+        ["git", "config", "--includes", "--get-regexp", _PROGRAM_KEYS],
         cwd=repo_root,
         capture_output=True,
         env=clean_env(),
@@ -151,10 +154,14 @@ def init_repo(domain_dir: Path) -> None:
     )
 
 
-def engine_env(repo_root: Path) -> dict[str, str]:
+def engine_env(repo_root: Path, worktree: Path | None = None) -> dict[str, str]:
     """The environment of the engine's git calls in one repository: ``clean_env`` with the
-    repository's own driver commands emptied, and the engine's commit identity."""
-    env = clean_env(extra=_program_settings(repo_root))
+    repository's own driver commands emptied (as read from the repository and, if given, a
+    worktree of it), and the engine's commit identity."""
+    settings = _program_settings(repo_root)
+    if worktree is not None and worktree.is_dir():
+        settings.update(_program_settings(worktree))
+    env = clean_env(extra=settings)
     env.update(_ENGINE_IDENTITY)
     return env
 
@@ -223,10 +230,11 @@ class Workspace:
         return (common if common.is_absolute() else self.repo_root / common).resolve()
 
     # -- set-up ------------------------------------------------------------------------------
-    def refresh_git_env(self) -> None:
+    def refresh_git_env(self, worktree: Path | None = None) -> None:
         """Re-read the repository's driver commands (filter, textconv, merge) to override:
-        called after every run, since a candidate without isolation can write .git/config."""
-        self._env = engine_env(self.repo_root)
+        called after every run, since a candidate without isolation can write .git/config.
+        Read from the worktree too: an includeIf may add drivers only there."""
+        self._env = engine_env(self.repo_root, worktree)
 
     def exclude_state(self) -> None:
         """List the engine's own files in ``.git/info/exclude`` (never in a tracked file)."""
@@ -342,8 +350,11 @@ class Workspace:
     def reset_worktree(self, worktree: Path) -> None:
         """Back to its commit, with every file a run left removed (caches, outputs): each run
         of a candidate starts from the same files."""
-        git("reset", "-q", "--hard", cwd=worktree, env=self._env)
-        git("clean", "-q", "-ffdx", cwd=worktree, env=self._env)
+        # The git dir and work tree are named, never read from the worktree's .git file (a run
+        # may have pointed it at another repository, whose core.worktree is somewhere else).
+        where = (f"--git-dir={self._admin_dir(worktree)}", f"--work-tree={worktree}")
+        git(*where, "reset", "-q", "--hard", cwd=worktree, env=self._env)
+        git(*where, "clean", "-q", "-ffdx", cwd=worktree, env=self._env)
 
     def candidate_ref(self, experiment_id: int) -> str:
         return f"refs/autoresearch/{self.tag}/{experiment_id}"
@@ -357,6 +368,7 @@ class Workspace:
         then filled by one `git read-tree -u`: `git worktree add` takes three git processes,
         the largest share of the engine's overhead per experiment.
         """
+        self._real_worktrees_dir()
         path = self.worktrees_dir / name
         if path.exists() or path.is_symlink():
             self.remove_worktree(path)
@@ -383,8 +395,22 @@ class Workspace:
             raise
         return path
 
+    def _real_worktrees_dir(self) -> None:
+        """The state folder and its worktrees folder are real folders, never links a run
+        planted (the engine writes and deletes whole trees in there)."""
+        for folder in (self.state_dir, self.worktrees_dir):
+            if folder.is_symlink():
+                folder.unlink()
+        self.worktrees_dir.mkdir(parents=True, exist_ok=True)
+
     def remove_worktree(self, path: Path) -> None:
         admin = self._admin_dir(path)
+        if path.is_symlink() or path.resolve().parent != self.worktrees_dir.resolve():
+            # Planted in place of a worktree: the link goes, never what it points at.
+            with contextlib.suppress(OSError):
+                path.unlink()
+            shutil.rmtree(admin, ignore_errors=True)
+            return
         if not admin.is_dir():  # not one of add_worktree's (an older version's, or half-made)
             git(
                 "worktree",
@@ -478,6 +504,7 @@ class Workspace:
             "--no-color",
             "--no-ext-diff",
             "--no-textconv",
+            "--end-of-options",
             old,
             new,
             "--",
@@ -542,8 +569,14 @@ class Workspace:
             for name in filenames:
                 full = Path(dirpath) / name
                 rel = full.relative_to(domain).as_posix()
-                if glob_match(rel, patterns) and not full.is_symlink():
-                    out[rel] = sha256_file(full)
+                if not glob_match(rel, patterns):
+                    continue
+                mode = full.lstat().st_mode
+                if stat.S_ISLNK(mode):
+                    continue
+                # A FIFO or device in place of a file would block the read: it is recorded
+                # as changed, never opened.
+                out[rel] = sha256_file(full) if stat.S_ISREG(mode) else f"not a file ({mode:o})"
         return out
 
 

@@ -121,3 +121,28 @@ def test_init_from_upstream_names_what_is_missing(tmp_path: Path) -> None:
     assert not (folder / "autoresearch.toml").exists()
     res = CliRunner().invoke(app, ["init", str(folder)])
     assert res.exit_code == 2 and "--editable" in res.output
+
+
+def test_a_crafted_upstream_results_tsv_is_refused_or_cleaned(tmp_path: Path) -> None:
+    folder = tmp_path / "crafted"
+    folder.mkdir()
+    for name in ("train.py", "prepare.py", "program.md"):
+        (folder / name).write_text(UPSTREAM_TRAIN if name == "train.py" else "x = 1\n")
+    header = "commit\tval_bpb\tmemory_gb\tstatus\tdescription\n"
+    (folder / "results.tsv").write_text(header + "--output=/tmp/x\t1.0\t1.0\tkeep\tevil\n")
+    res = CliRunner().invoke(app, ["init", str(folder), "--from-upstream"])
+    assert res.exit_code == 2 and "not a git hash" in res.output
+    (folder / "results.tsv").write_text(header + "a1b2c3d\tnan\t1.0\tkeep\tnan\n")
+    res = CliRunner().invoke(app, ["init", str(folder), "--from-upstream", "--force"])
+    assert res.exit_code == 2 and "finite" in res.output
+    # Markup and control characters in a description are kept as plain, one-line text, and
+    # `status` shows them without parsing them.
+    evil = "[/bold] \x1b[31mred\x1b[0m\x07 [link=file:///etc]x[/link]"
+    (folder / "results.tsv").write_text(header + f"a1b2c3d\t1.0\t1.0\tkeep\t{evil}\n")
+    res = CliRunner().invoke(app, ["init", str(folder), "--from-upstream", "--force"])
+    assert res.exit_code == 0, res.output
+    row = (folder / "results.tsv").read_text().splitlines()[1].split("\t")
+    assert "\x1b" not in row[4] and "\x07" not in row[4] and "[/bold]" in row[4]
+    res = CliRunner().invoke(app, ["status", str(folder), "--tag", "upstream"])
+    assert res.exit_code == 0, res.output
+    assert "[/bold]" in res.output and "[link=file:///etc]x[/link]" in res.output

@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from autoresearch._domains import bundled_domains, resolve_domain
 from autoresearch._errors import BaselineFailed, ConfigError, SessionError, WorkspaceError
@@ -268,7 +269,8 @@ def status(
 
 def _print_status(data: dict[str, Any], holdout: bool) -> None:
     console.print(
-        f"[bold]{data['tag']}[/bold] ({data['state']}): {data['metric']} {data['direction']}; "
+        f"[bold]{escape(data['tag'])}[/bold] ({data['state']}): {escape(data['metric'])} "
+        f"{data['direction']}; "
         f"baseline {_fmt(data['baseline_value'])} → best {_fmt(data['best_value'])} "
         f"({(data['best_commit'] or '')[:7]}); noise σ {_fmt(data['noise_sigma'])}; "
         f"spend {data['spend']['tokens']} tokens, ${data['spend']['cost_usd']:.4f}"
@@ -280,11 +282,12 @@ def _print_status(data: dict[str, Any], holdout: bool) -> None:
     for col in ("id", "status", data["metric"], *(["holdout"] if holdout else []), "description"):
         table.add_column(col)
     for r in data["recent"]:
-        style = _STATUS_STYLE.get(r["status"], "")
-        row = [str(r["id"]), f"[{style}]{r['status']}[/{style}]", _fmt(r["value"])]
+        # Text a candidate or proposer controls is data: rich Text, never parsed as markup.
+        status = Text(r["status"], style=_STATUS_STYLE.get(r["status"], ""))
+        row: list[str | Text] = [str(r["id"]), status, _fmt(r["value"])]
         if holdout:
             row.append(", ".join(f"{k}={v:.4g}" for k, v in r.get("holdout", {}).items()) or "-")
-        table.add_row(*row, r["description"][:80])
+        table.add_row(*row, Text(r["description"][:80]))
     console.print(table)
 
 

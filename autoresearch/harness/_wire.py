@@ -169,6 +169,10 @@ def receive(pipe: Pipe, max_bytes: float = math.inf) -> Any:
         raise ChannelError("a message nested too deeply") from None
 
 
+# More elements than this is no honest reply, whatever their size (numpy's own limit is 2**63).
+MAX_ARRAY_ELEMENTS = 2**40
+
+
 def _read_array(pipe: Pipe, max_bytes: float) -> Any:
     np = _numpy()
     fmt = np.lib.format
@@ -188,12 +192,17 @@ def _read_array(pipe: Pipe, max_bytes: float) -> Any:
         raise ChannelError("an array of Python objects (refused: no pickle)")
     if any(n < 0 for n in shape):
         raise ChannelError("an array of negative shape")
+    if dtype.itemsize == 0:  # |S0, |V0: "0 bytes" of any count would pass the size check
+        raise ChannelError(f"an array of zero-size elements ({dtype.str})")
     count = math.prod(shape)
-    if count * dtype.itemsize > max_bytes:
+    if count > MAX_ARRAY_ELEMENTS or count * dtype.itemsize > max_bytes:
         raise ChannelError(
             f"arrays larger than the {max_bytes / 2**20:.0f} MB allowed (max_reply_mb)"
         )
-    flat = np.empty(count, dtype)
+    try:
+        flat = np.empty(count, dtype)
+    except (MemoryError, ValueError) as e:
+        raise ChannelError(f"an array that cannot be allocated ({type(e).__name__})") from None
     if flat.nbytes:
         pipe.readinto(memoryview(flat.view(np.uint8)))
     return flat.reshape(shape[::-1]).T if fortran else flat.reshape(shape)

@@ -130,6 +130,7 @@ def diff_text(domain: Path, tag: str | None = None, experiment: int | None = Non
             "--no-color",
             "--no-ext-diff",
             "--no-textconv",
+            "--end-of-options",
             info.base_commit,
             f"refs/heads/{info.branch}",
             "--",
