@@ -8,7 +8,8 @@ from pathlib import Path
 
 from autoresearch._config import CONFIG_NAME, read_raw
 from autoresearch._errors import ConfigError
-from autoresearch._workspace import STATE_DIRNAME, init_repo
+from autoresearch._git import init_repo
+from autoresearch._layout import STATE_DIRNAME
 
 _HERE = Path(__file__).resolve().parent
 

@@ -18,10 +18,11 @@ from typing import IO
 
 from autoresearch._config import ResearchConfig
 from autoresearch._errors import SessionError
+from autoresearch._git import find_repo_root, init_repo
 from autoresearch._layout import Layout
 from autoresearch._ledger import Ledger
 from autoresearch._types import Status
-from autoresearch._workspace import Workspace, find_repo_root, init_repo
+from autoresearch._workspace import Workspace
 from autoresearch.execution._proc import remove_stale_cgroups
 from autoresearch.execution._sandbox import end_strays
 

@@ -10,8 +10,8 @@ from conftest import ledger_records
 from typer.testing import CliRunner
 
 from autoresearch import Candidate, Edit, Loop, Status
+from autoresearch._git import init_repo
 from autoresearch._ledger import Ledger
-from autoresearch._workspace import init_repo
 from autoresearch.cli import app
 from autoresearch.testing import Scripted, make_toy_domain
 

@@ -23,6 +23,7 @@ from rich.text import Text
 
 from autoresearch._domains import bundled_domains, resolve_domain
 from autoresearch._errors import BaselineFailed, ConfigError, SessionError, WorkspaceError
+from autoresearch._git import find_repo_root
 from autoresearch._init import (
     import_upstream_results,
     new_domain,
@@ -32,7 +33,6 @@ from autoresearch._init import (
 )
 from autoresearch._loop import Loop
 from autoresearch._types import Event, Status
-from autoresearch._workspace import find_repo_root
 from autoresearch.report._status import diff_text, status_data
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUSY, EXIT_INTERRUPTED = 0, 1, 2, 3, 130

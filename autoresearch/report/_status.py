@@ -8,11 +8,11 @@ from typing import Any
 
 from autoresearch._config import load_config
 from autoresearch._errors import ConfigError, SessionError
+from autoresearch._git import engine_env, find_repo_root, git
 from autoresearch._layout import Layout
 from autoresearch._ledger import Ledger
 from autoresearch._objective import objective_for_domain
 from autoresearch._types import ExperimentKind, Status
-from autoresearch._workspace import engine_env, find_repo_root, git
 
 # Experiments listed by `status` (the JSON has them all in `counts`; rows via results.tsv).
 RECENT_ROWS = 15

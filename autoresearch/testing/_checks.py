@@ -10,6 +10,7 @@ from pathlib import Path
 
 from autoresearch._config import load_config
 from autoresearch._errors import MetricMissing, ScopeError
+from autoresearch._git import init_repo
 from autoresearch._objective import Objective
 from autoresearch._types import (
     Candidate,
@@ -19,7 +20,7 @@ from autoresearch._types import (
     RunResult,
     Status,
 )
-from autoresearch._workspace import Workspace, init_repo
+from autoresearch._workspace import Workspace
 from autoresearch.proposers._base import Proposer
 from autoresearch.testing._fakes import domain_context, make_record
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-from autoresearch._workspace import init_repo
+from autoresearch._git import init_repo
 
 TOY_PARAMS = '''\
 """Knobs of the toy objective. The score is lowest at X=3, Y=1."""
