@@ -61,3 +61,24 @@ def test_a_policy_table_overrides_the_shared_fields_for_that_policy_only(tmp_pat
     config, _ = load_config(d)
     assert config.acceptance.for_policy("threshold").z == 9.0
     assert config.acceptance.z == 2.0  # the shared default stays
+
+
+def test_plugins_can_be_given_as_typed_instances(tmp_path: Path) -> None:
+    from autoresearch import acceptance, proposers
+    from autoresearch.testing import FakeOpenAIServer, FakeSandbox, Reply
+
+    d = make_toy_domain(tmp_path / "toy")
+    policy = acceptance.Threshold(z=3.0, calibration_runs=2)
+    answer = (
+        "DESCRIPTION: move X to 3\nHYPOTHESIS: the optimum\n\n"
+        "params.py\n<<<<<<< SEARCH\nX = 0.0  # first coordinate\n=======\n"
+        "X = 3.0  # first coordinate\n>>>>>>> REPLACE\n"
+    )
+    with FakeOpenAIServer(model="m") as server:
+        server.add(Reply(answer))
+        llm = proposers.LLM(model="m", base_url=server.base_url)
+        loop = Loop(d, proposer=llm, acceptance=policy, sandbox=FakeSandbox(), tag="t")
+        assert loop.proposer is llm and loop.acceptance is policy
+        summary = loop.run(max_experiments=2)
+    assert summary.counts["keep"] == 2 and summary.best_value == 2.0
+    assert policy.config.z == 3.0 and policy.calibration_runs(0) == 2
