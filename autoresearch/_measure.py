@@ -121,7 +121,10 @@ class Measurer:
             return RunOutcome(failure=Status.INVALID, cause=Cause.FIXED_FILES, reason=why)
         stem = "incumbent-run" if kind is RunKind.INCUMBENT else "run"
         files = reserve_run_files(folder, stem)
-        run = self.sandbox.run(self._spec(domain, files, seed))
+        # The fixed files' bytes, read before the candidate's command runs: the evaluator runs
+        # only if they are the same after it, and imports its modules from a copy of these.
+        pristine = {rel: (domain / rel).read_bytes() for rel in fixed_now}
+        run = self.sandbox.run(self._spec(domain, files, seed, pristine))
         s.workspace.refresh_git_env(worktree)  # before a git call runs what it planted
         after = s.workspace.snapshot(domain)
         # Files the run changed or deleted; new files it wrote (outputs) do not matter.
@@ -161,7 +164,9 @@ class Measurer:
         )
         return RunOutcome(run, m)
 
-    def _spec(self, domain: Path, files: RunFiles, seed: int) -> RunSpec:
+    def _spec(
+        self, domain: Path, files: RunFiles, seed: int, fixed_files: dict[str, bytes]
+    ) -> RunSpec:
         c = self.config
         return RunSpec(
             workdir=domain,
@@ -182,6 +187,7 @@ class Measurer:
             env_deny=(*c.env_deny, *self.deny_env),
             marker_prefix=marker_prefix(self.domain_dir),
             gpu_ids=self.gpu_ids,
+            fixed_files=fixed_files,
         )
 
     def decide(

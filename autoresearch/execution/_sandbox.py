@@ -4,6 +4,7 @@ environment, whole-tree kill and a capped log."""
 from __future__ import annotations
 
 import abc
+import contextlib
 import functools
 import os
 import shlex
@@ -13,7 +14,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,6 +72,10 @@ class RunSpec:
     marker_prefix: str = "autoresearch"
     gpu_ids: str | None = None
     after_signal_s: float | None = None
+    # The fixed files' bytes as they were before ``command`` ran (workdir-relative paths).
+    # ``eval_command`` then runs only if they are still so, with their folders importable
+    # from a pristine copy and the workdir off ``sys.path``.
+    fixed_files: Mapping[str, bytes] = field(default_factory=dict)
 
 
 class Sandbox(abc.ABC):
@@ -149,15 +154,16 @@ class LocalSandbox(Sandbox):
             spec, spec.command, spec.log_path, spec.timeout_s, env, spec.after_signal_s
         )
         eval_code = None
-        if status is None and spec.eval_command:
+        if status is None and spec.eval_command and _fixed_files_intact(spec):
             assert spec.eval_log_path is not None
-            e_status, e_reason, eval_code, e_wall, e_peak = self._run_one(
-                spec,
-                spec.eval_command,
-                spec.eval_log_path,
-                spec.eval_timeout_s or spec.timeout_s,
-                env,
-            )
+            with _pristine_copy(spec.fixed_files) as pristine:
+                e_status, e_reason, eval_code, e_wall, e_peak = self._run_one(
+                    spec,
+                    spec.eval_command,
+                    spec.eval_log_path,
+                    spec.eval_timeout_s or spec.timeout_s,
+                    _eval_environment(env, pristine),
+                )
             wall += e_wall
             peak = max(peak, e_peak)
             if e_status is not None:
@@ -327,6 +333,62 @@ class LocalSandbox(Sandbox):
     def _note(self, message: str) -> None:
         if message not in self._warnings:
             self._warnings.append(message)
+
+
+def _fixed_files_intact(spec: RunSpec) -> bool:
+    """Whether the fixed files are what they were before the command ran. If not, the
+    evaluator does not run (the engine's own check then records which file changed)."""
+    for rel, data in spec.fixed_files.items():
+        path = spec.workdir / rel
+        try:
+            if path.is_symlink() or path.read_bytes() != data:
+                return False
+        except OSError:
+            return False
+    return True
+
+
+@contextlib.contextmanager
+def _pristine_copy(files: Mapping[str, bytes]) -> Iterator[str | None]:
+    """The fixed files, copied from the driver's memory into a folder of their own."""
+    if not files:
+        yield None
+        return
+    folder = tempfile.mkdtemp(prefix="autoresearch-fixed-")
+    try:
+        for rel, data in files.items():
+            target = os.path.join(folder, rel)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            with open(target, "wb") as f:
+                f.write(data)
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _eval_environment(env: dict[str, str], pristine: str | None) -> dict[str, str]:
+    """The evaluator's environment: the workdir (where a candidate may have planted a
+    json.py) off sys.path (PYTHONSAFEPATH, no user site), its own modules importable from the
+    pristine copy of the fixed files instead."""
+    out = dict(env)
+    out.pop(BUDGET_FILE_VAR, None)
+    if pristine is None:  # a spec without the fixed files' bytes: the command's own paths
+        return out
+    out["PYTHONSAFEPATH"] = "1"
+    out["PYTHONNOUSERSITE"] = "1"
+    # Each folder of a fixed module stands in for the script folder PYTHONSAFEPATH drops,
+    # so an evaluator still imports its own sibling modules (from the copy).
+    out["PYTHONPATH"] = os.pathsep.join(_module_folders(pristine))
+    return out
+
+
+def _module_folders(root: str) -> list[str]:
+    """Every folder of the pristine copy that holds a module, the top first."""
+    found = [root]
+    for dirpath, _dirs, files in os.walk(root):
+        if dirpath != root and any(f.endswith(".py") for f in files):
+            found.append(dirpath)
+    return found
 
 
 def _timeout_reason(
