@@ -21,7 +21,7 @@ from autoresearch._errors import SessionError
 from autoresearch._git import find_repo_root, init_repo
 from autoresearch._layout import Layout
 from autoresearch._ledger import Ledger
-from autoresearch._types import Status
+from autoresearch._types import ExperimentKind, Status
 from autoresearch._workspace import Workspace
 from autoresearch.execution._proc import remove_stale_cgroups
 from autoresearch.execution._sandbox import end_strays
@@ -237,6 +237,16 @@ def _reconcile_branch(
     """The branch only moves after a keep row is written; if the driver died in between,
     finish the move now."""
     keeps = [r for r in ledger.records(tag) if r.status is Status.KEEP and r.commit]
+    # The ledger is checked against git before anything is trusted: every keep row's commit
+    # descends from the base through commits that change only editable files.
+    kept = [r.commit for r in keeps if r.kind is ExperimentKind.CANDIDATE and r.commit]
+    problem = ws.check_kept_chain(base, kept)
+    if problem:
+        raise SessionError(
+            f"the ledger of run {tag!r} does not match git: {problem}. It was changed outside "
+            "this engine (a candidate with access to .autoresearch/, or by hand); nothing was "
+            "resumed. Start a new run with another --tag"
+        )
     want = keeps[-1].commit if keeps else base
     assert want is not None
     have = ws.branch_commit()

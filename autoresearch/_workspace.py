@@ -171,6 +171,45 @@ class Workspace:
         )
         self._branch_sha = commit
 
+    def check_kept_chain(self, base: str, kept: Sequence[str]) -> str | None:
+        """Why the kept commits are not what this engine could have kept (None: they are):
+        each must have the one before it (the base first) as its only parent, and change
+        only editable files of this folder. A forged keep row, or a commit that touched a
+        fixed file, fails here."""
+        prev = base
+        for commit in kept:
+            parents = git(
+                "rev-parse",
+                "--verify",
+                "-q",
+                "--end-of-options",
+                f"{commit}^@",
+                cwd=self.repo_root,
+                check=False,
+                env=self._env,
+            ).split()
+            if parents != [prev]:
+                return f"{commit[:7]} is not a child of the commit kept before it ({prev[:7]})"
+            changed = git(
+                "diff",
+                "--no-ext-diff",
+                "--no-textconv",
+                "--name-only",
+                "-z",
+                "--end-of-options",
+                prev,
+                commit,
+                cwd=self.repo_root,
+                env=self._env,
+            ).split("\0")
+            for path in filter(None, changed):
+                prefix = self.rel + "/" if self.rel else ""
+                rel = path[len(prefix) :] if path.startswith(prefix) else None
+                if rel is None or not glob_match(rel, self.editable) or glob_match(rel, self.fixed):
+                    return f"{commit[:7]} changes {path}, which no candidate may change"
+            prev = commit
+        return None
+
     def move_branch(self, new: str, old: str) -> None:
         """Compare-and-swap: the branch moves only if it still points at ``old``, and never
         under a checkout of it (that would leave the user's worktree looking modified)."""
