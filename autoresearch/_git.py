@@ -149,4 +149,31 @@ def engine_env(repo_root: Path, worktree: Path | None = None) -> dict[str, str]:
     return env
 
 
-__all__ = ["clean_env", "engine_env", "find_repo_root", "git", "init_repo"]
+def diff(
+    old: str,
+    new: str,
+    paths: list[str],
+    *,
+    cwd: Path,
+    env: dict[str, str],
+    name_only: bool = False,
+) -> str:
+    """``git diff old new -- paths`` that runs no external diff or textconv and never reads a
+    revision as an option."""
+    form = ["--name-only", "-z"] if name_only else ["--no-color"]
+    return git(
+        "diff",
+        *form,
+        "--no-ext-diff",
+        "--no-textconv",
+        "--end-of-options",
+        old,
+        new,
+        "--",
+        *paths,
+        cwd=cwd,
+        env=env,
+    )
+
+
+__all__ = ["clean_env", "diff", "engine_env", "find_repo_root", "git", "init_repo"]

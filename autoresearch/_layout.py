@@ -56,10 +56,6 @@ class Layout:
         return self.domain_dir / RESULTS_NAME
 
     @property
-    def config_file(self) -> Path:
-        return self.domain_dir / CONFIG_NAME
-
-    @property
     def ledger(self) -> Path:
         return self.state_dir / LEDGER_NAME
 

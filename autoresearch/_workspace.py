@@ -28,6 +28,9 @@ from autoresearch._git import (
     find_repo_root,
     git,
 )
+from autoresearch._git import (
+    diff as git_diff,
+)
 from autoresearch._layout import RESULTS_NAME, STATE_DIRNAME, Layout
 from autoresearch._scope import apply_edits, check_path, glob_match
 from autoresearch._types import Edit
@@ -190,17 +193,8 @@ class Workspace:
             ).split()
             if parents != [prev]:
                 return f"{commit[:7]} is not a child of the commit kept before it ({prev[:7]})"
-            changed = git(
-                "diff",
-                "--no-ext-diff",
-                "--no-textconv",
-                "--name-only",
-                "-z",
-                "--end-of-options",
-                prev,
-                commit,
-                cwd=self.repo_root,
-                env=self._env,
+            changed = git_diff(
+                prev, commit, [], cwd=self.repo_root, env=self._env, name_only=True
             ).split("\0")
             for path in filter(None, changed):
                 prefix = self.rel + "/" if self.rel else ""
@@ -409,19 +403,7 @@ class Workspace:
 
     def diff(self, old: str, new: str) -> str:
         spec = [self.rel] if self.rel else []
-        return git(
-            "diff",
-            "--no-color",
-            "--no-ext-diff",
-            "--no-textconv",
-            "--end-of-options",
-            old,
-            new,
-            "--",
-            *spec,
-            cwd=self.repo_root,
-            env=self._env,
-        )
+        return git_diff(old, new, spec, cwd=self.repo_root, env=self._env)
 
     def files_at(self, commit: str, patterns: Sequence[str]) -> dict[str, str]:
         """Text of the files matching ``patterns`` at ``commit`` (domain-relative paths).

@@ -26,6 +26,7 @@ from typing import IO
 
 from autoresearch._config import ResearchConfig
 from autoresearch._errors import ConfigError, ProposalError
+from autoresearch._layout import Layout
 from autoresearch._types import Candidate, Context, Edit
 from autoresearch.execution._proc import (
     MARKER_VAR,
@@ -84,7 +85,7 @@ class Agent(Proposer):
             )
         self.config = config
         self.domain_dir = domain_dir
-        self.log_dir = log_dir or domain_dir / ".autoresearch" / "agent-logs"
+        self.log_dir = log_dir or Layout(domain_dir).agent_logs
         self._log_dir_given = log_dir is not None
 
     @classmethod
@@ -95,7 +96,7 @@ class Agent(Proposer):
 
     def start(self, settings: ProposerSettings) -> None:
         if not self._log_dir_given:
-            self.log_dir = settings.state_dir / "agent-logs"
+            self.log_dir = Layout(settings.domain_dir).agent_logs
 
     def propose(self, context: Context) -> Candidate:
         scratch = Path(tempfile.mkdtemp(prefix="autoresearch-agent-"))

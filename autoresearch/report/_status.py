@@ -8,7 +8,7 @@ from typing import Any
 
 from autoresearch._config import load_config
 from autoresearch._errors import ConfigError, SessionError
-from autoresearch._git import engine_env, find_repo_root, git
+from autoresearch._git import diff, engine_env, find_repo_root
 from autoresearch._layout import Layout
 from autoresearch._ledger import Ledger
 from autoresearch._objective import objective_for_domain
@@ -125,18 +125,8 @@ def diff_text(domain: Path, tag: str | None = None, experiment: int | None = Non
         assert root is not None
         rel = domain.relative_to(root).as_posix()
         spec = [] if rel == "." else [rel]
-        return git(
-            "diff",
-            "--no-color",
-            "--no-ext-diff",
-            "--no-textconv",
-            "--end-of-options",
-            info.base_commit,
-            f"refs/heads/{info.branch}",
-            "--",
-            *spec,
-            cwd=root,
-            env=engine_env(root),
+        return diff(
+            info.base_commit, f"refs/heads/{info.branch}", spec, cwd=root, env=engine_env(root)
         )
     finally:
         ledger.close()

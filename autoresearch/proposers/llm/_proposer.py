@@ -43,7 +43,8 @@ from autoresearch.proposers.llm._local_model import LocalModelServer, server_com
 from autoresearch.proposers.llm._pricing import Price, price_for
 
 if TYPE_CHECKING:
-    from autoresearch._config import ResearchConfig
+    from autoresearch._layout import Layout
+from autoresearch._config import ResearchConfig
 
 log = logging.getLogger("autoresearch.llm")
 
@@ -155,7 +156,7 @@ class LLM(Proposer):
         if settings.max_cost_usd is not None:
             self.max_cost_usd = settings.max_cost_usd
         if self._local_spec is not None and self._server is None:
-            log_path = settings.state_dir / "local-model.log"
+            log_path = Layout(settings.domain_dir).local_model_log
             self._server = LocalModelServer(self._local_spec, log_path).start()
             self.base_url, self.model = self._server.base_url, self._server.model
             self._connect()
