@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from autoresearch._errors import BudgetExhausted, ConfigError, ProposalError
+from autoresearch._layout import Layout
 from autoresearch._types import Candidate, Context, ExperimentRecord
 from autoresearch.proposers._base import Proposer, ProposerOptions, ProposerSettings
 from autoresearch.proposers._prompt import (
@@ -43,8 +44,7 @@ from autoresearch.proposers.llm._local_model import LocalModelServer, server_com
 from autoresearch.proposers.llm._pricing import Price, price_for
 
 if TYPE_CHECKING:
-    from autoresearch._layout import Layout
-from autoresearch._config import ResearchConfig
+    from autoresearch._config import ResearchConfig
 
 log = logging.getLogger("autoresearch.llm")
 
