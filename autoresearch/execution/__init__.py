@@ -1,9 +1,23 @@
-"""Where and how a candidate's command runs: the Sandbox contract, the local sandbox, and
-process containment (process groups, cgroups, run markers, capped logs)."""
+"""Where and how a candidate's command runs: the Sandbox contract, the local sandbox, its
+namespaces (bubblewrap) and process containment (cgroups, run markers, capped logs)."""
 
 from autoresearch._registry import publish as _publish
+from autoresearch.execution._bwrap import (
+    exposed_without_isolation,
+    gpu_devices,
+    isolation_unavailable,
+    network_stack_unavailable,
+)
 from autoresearch.execution._sandbox import LocalSandbox, RunSpec, Sandbox
 
-__all__ = ["LocalSandbox", "RunSpec", "Sandbox"]
+__all__ = [
+    "LocalSandbox",
+    "RunSpec",
+    "Sandbox",
+    "exposed_without_isolation",
+    "gpu_devices",
+    "isolation_unavailable",
+    "network_stack_unavailable",
+]
 
 _publish(globals(), __all__, "autoresearch.execution")

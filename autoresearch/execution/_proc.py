@@ -20,6 +20,7 @@ from typing import IO
 MARKER_VAR = "AUTORESEARCH_RUN_MARKER"
 CGROUP_V1_MEMORY = Path("/sys/fs/cgroup/memory")
 CGROUP_V2 = Path("/sys/fs/cgroup")
+CGROUP_V1_PIDS = Path("/sys/fs/cgroup/pids")
 # Credential-looking variable names; AUTORESEARCH_* and a few harmless ones are kept.
 _SECRET_SUBSTRINGS = ("KEY", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL")
 _SECRET_SUFFIXES = ("TOKEN", "_PAT", "_AUTH")
@@ -226,12 +227,59 @@ class MemoryCgroup:
                 time.sleep(0.02)
 
 
+class PidsCgroup:
+    """A cgroup (v1 pids controller, or the run's v2 group) capping how many processes of
+    the run live at once: a fork bomb fails with EAGAIN inside the run, not on the machine.
+    ``create`` returns None where the controller is not writable here."""
+
+    def __init__(self, path: Path, own: bool) -> None:
+        self.path = path
+        self._own = own  # a v1 group of its own (removed), or the v2 memory group (not)
+
+    @classmethod
+    def create(cls, name: str, limit: int, memory: MemoryCgroup | None) -> PidsCgroup | None:
+        if memory is not None and memory.version == 2:
+            try:
+                (memory.path / "pids.max").write_text(str(limit))
+                return cls(memory.path, own=False)
+            except OSError:
+                return None
+        root = CGROUP_V1_PIDS
+        if not (root / "cgroup.procs").exists():
+            return None
+        for base in (root / _own_cgroup(1, "pids").lstrip("/"), root):
+            path = base / f"autoresearch-{name}"
+            try:
+                path.mkdir()
+                (path / "pids.max").write_text(str(limit))
+                return cls(path, own=True)
+            except OSError:
+                with contextlib.suppress(OSError):
+                    path.rmdir()
+        return None
+
+    @property
+    def procs_file(self) -> Path | None:
+        return self.path / "cgroup.procs" if self._own else None
+
+    def hit_limit(self) -> bool:
+        try:
+            return int((self.path / "pids.events").read_text().split()[-1]) > 0
+        except (OSError, ValueError, IndexError):
+            return False
+
+    def remove(self) -> None:
+        if self._own:
+            MemoryCgroup(self.path, 1).remove()
+
+
 def remove_stale_cgroups(marker_prefix: str) -> int:
     """Remove empty cgroups of runs whose driver died (they are named after the run marker)."""
     removed = 0
     name = f"autoresearch-{marker_prefix}-"
-    for version, root in ((1, CGROUP_V1_MEMORY), (2, CGROUP_V2)):
-        for base in {root / _own_cgroup(version).lstrip("/"), root}:
+    roots = ((1, CGROUP_V1_MEMORY, "memory"), (1, CGROUP_V1_PIDS, "pids"), (2, CGROUP_V2, ""))
+    for version, root, controller in roots:
+        for base in {root / _own_cgroup(version, controller or "memory").lstrip("/"), root}:
             try:
                 stale = [p for p in base.iterdir() if p.name.startswith(name)]
             except OSError:
@@ -243,11 +291,11 @@ def remove_stale_cgroups(marker_prefix: str) -> int:
     return removed
 
 
-def _own_cgroup(version: int) -> str:
+def _own_cgroup(version: int, controller: str = "memory") -> str:
     try:
         for line in Path("/proc/self/cgroup").read_text().splitlines():
             hier, controllers, path = line.split(":", 2)
-            if version == 1 and "memory" in controllers.split(","):
+            if version == 1 and controller in controllers.split(","):
                 return path
             if version == 2 and hier == "0":
                 return path

@@ -40,6 +40,8 @@ from autoresearch.harness._budget import ISOLATED_VAR
 from autoresearch.harness._summary import OUTPUT_LOCK
 
 CANDIDATE_PREFIX = "[candidate] "
+# Set by the engine in an evaluator's sandbox (autoresearch.execution._bwrap.ISOLATED_CALL_VAR).
+SANDBOX_PREFIX_VAR = "AUTORESEARCH_ISOLATED_CALL_SANDBOX"
 # The child's whole environment, from the caller's (plus what the caller passes as `env`): no
 # credentials, no data locations, no engine paths. The run marker lets the engine's sandbox
 # find the child should it outlive its caller (autoresearch.execution._proc.MARKER_VAR).
@@ -205,6 +207,7 @@ class Worker:
             path.stem,
             json.dumps([str(Path(p).resolve()) for p in folders]),
         ]
+        argv = _in_own_sandbox(argv, self._cwd, self._own_cwd, [*folders, path.parent])
         try:
             self._proc = subprocess.Popen(
                 argv,
@@ -370,6 +373,32 @@ class Worker:
         with OUTPUT_LOCK:  # whole lines, never inside a summary block being printed
             sys.stderr.write(line + "\n")
             sys.stderr.flush()
+
+
+def _in_own_sandbox(
+    argv: list[str], cwd: Path, own_cwd: bool, readable: Sequence[Path]
+) -> list[str]:
+    """Inside an engine sandbox that allows it (an evaluator's), the child gets a sandbox of
+    its own: the engine's command-line start for it (no /proc, so not the evaluator's; no
+    data; no network), plus read-only the folders it imports from, and its working folder
+    (writable if it is the child's own fresh one, else read-only: the caller's files).
+    Elsewhere (no sandbox, or a candidate's own, where nothing is the evaluator's): as is."""
+    raw = os.environ.get(SANDBOX_PREFIX_VAR)
+    if not raw:
+        return argv
+    try:
+        prefix = json.loads(raw)
+    except ValueError:
+        raise IsolatedCallError(f"{SANDBOX_PREFIX_VAR} is not the engine's JSON") from None
+    if not isinstance(prefix, list) or not all(isinstance(a, str) for a in prefix):
+        raise IsolatedCallError(f"{SANDBOX_PREFIX_VAR} is not the engine's JSON list")
+    binds: list[str] = []
+    for folder in dict.fromkeys(str(Path(p).resolve()) for p in readable):
+        if os.path.isdir(folder):
+            binds += ["--ro-bind", folder, folder]
+    binds += ["--ro-bind", str(_CHILD.parent), str(_CHILD.parent)]
+    binds += ["--bind" if own_cwd else "--ro-bind", str(cwd), str(cwd), "--chdir", str(cwd), "--"]
+    return [*prefix, *binds, *argv]
 
 
 def call_isolated(

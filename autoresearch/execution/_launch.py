@@ -1,0 +1,262 @@
+"""How one command of a run is started: the command line that puts it in its cgroups and its
+namespaces, the network attached to a sandbox that has one, and the checked disk budget."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import shlex
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from autoresearch.execution import _bwrap
+from autoresearch.execution._proc import MemoryCgroup, PidsCgroup
+
+Role = Literal["command", "eval"]
+# Seconds allowed for bubblewrap to set a sandbox up and for pasta to attach its network.
+SETUP_TIMEOUT_S = 20.0
+# Shortest pause between two measurements of the workdir's size, and how much longer than a
+# measurement the pause is (a huge tree is measured less often, at a bounded cost).
+DISK_POLL_S = 0.5
+DISK_POLL_FACTOR = 20.0
+
+
+class SetupFailed(Exception):
+    """bubblewrap exited before the command started (it may be retried: nothing ran)."""
+
+
+@dataclass
+class Launch:
+    """A command ready to start: ``argv``/``env``/``pass_fds`` for Popen, then ``started``
+    once it runs (attaches the network, lets it go on) and ``close`` after it ended."""
+
+    argv: list[str]
+    env: dict[str, str]
+    pass_fds: tuple[int, ...] = ()
+    network: bool = False
+    _info_r: int | None = None
+    _block_w: int | None = None
+    _ready: bytes | None = None
+    _tmp: str | None = None
+    _fds_to_close: list[int] = field(default_factory=list)
+
+    def started(self, stdout_fd: int) -> str | None:
+        """Called right after Popen. None when the command may run, else why it cannot;
+        SetupFailed when the sandbox never started."""
+        for fd in self._fds_to_close:  # the child's ends
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._fds_to_close.clear()
+        if self._info_r is None or self._block_w is None:
+            return None
+        pid = _read_child_pid(self._info_r)
+        if pid is None:
+            raise SetupFailed("the sandbox did not start (bubblewrap reported no child)")
+        if self.network:
+            assert self._tmp is not None
+            argv = _bwrap.pasta_argv(pid, os.path.join(self._tmp, "pasta.pid"))
+            try:
+                res = subprocess.run(argv, capture_output=True, timeout=SETUP_TIMEOUT_S)
+            except (OSError, subprocess.TimeoutExpired) as e:
+                return f"network = true: pasta failed to start ({e})"
+            if res.returncode != 0:
+                why = res.stderr.decode(errors="replace").strip().splitlines()
+                return f"network = true: pasta failed ({why[-1] if why else res.returncode})"
+        with contextlib.suppress(OSError):
+            os.write(self._block_w, b"1")
+        # Set-up (the loopback, the mounts) is done when the shell inside prints the nonce;
+        # bubblewrap exits instead when it fails (it can, under load), before the command ran.
+        if self._ready is not None:
+            got = _read_exactly(stdout_fd, len(self._ready))
+            if got != self._ready:
+                raise SetupFailed(got.decode(errors="replace").strip() or "no output")
+        return None
+
+    def close(self) -> None:
+        for fd in (*self._fds_to_close, self._info_r, self._block_w):
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._fds_to_close.clear()
+        self._info_r = self._block_w = None
+        if self._tmp is not None:
+            _stop_pasta(os.path.join(self._tmp, "pasta.pid"))
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+
+
+def plain_launch(
+    command: str,
+    env: dict[str, str],
+    memory: MemoryCgroup | None,
+    pids: PidsCgroup | None,
+    no_network: bool,
+) -> Launch:
+    """Without namespaces: the shell joins the cgroups and runs the command (``unshare -n``
+    for no network, where permitted)."""
+    argv = [*_join_cgroups(memory, pids), "/bin/sh", "-c", command]
+    if no_network:
+        argv = ["unshare", "-n", "--", *argv]
+    return Launch(argv=argv, env=env)
+
+
+def sandboxed_launch(
+    command: str,
+    env: dict[str, str],
+    mounts: _bwrap.Mounts,
+    memory: MemoryCgroup | None,
+    pids: PidsCgroup | None,
+    network: bool,
+    role: Role,
+) -> Launch:
+    """In namespaces: the shell joins the cgroups, then execs bubblewrap, whose children
+    inherit them and cannot leave (no writable cgroup file system inside)."""
+    info_r, info_w = os.pipe()
+    block_r, block_w = os.pipe()
+    nonce = f"autoresearch-sandbox-ready-{uuid.uuid4().hex}"
+    # Inside: print the nonce (the set-up is done), then become the command.
+    ready = f'printf "%s\\n" {nonce} && exec /bin/sh -c "$1"'
+    argv = [
+        *_join_cgroups(memory, pids),
+        *_bwrap.bwrap_argv(mounts, info_fd=info_w, block_fd=block_r),
+        "/bin/sh",
+        "-c",
+        ready,
+        "autoresearch-run",
+        command,
+    ]
+    return Launch(
+        argv=argv,
+        env=_bwrap.sandbox_env(env, role=role, devices=mounts.devices, network=network),
+        pass_fds=(info_w, block_r),
+        network=network,
+        _info_r=info_r,
+        _block_w=block_w,
+        _ready=f"{nonce}\n".encode(),
+        _tmp=tempfile.mkdtemp(prefix="autoresearch-launch-") if network else None,
+        _fds_to_close=[info_w, block_r],
+    )
+
+
+def _join_cgroups(memory: MemoryCgroup | None, pids: PidsCgroup | None) -> list[str]:
+    files = [str(memory.procs_file)] if memory is not None else []
+    if pids is not None and pids.procs_file is not None:
+        files.append(str(pids.procs_file))
+    if not files:
+        return []
+    joins = " && ".join(f"echo $$ > {shlex.quote(f)}" for f in files)
+    return ["/bin/sh", "-c", f'{joins} && exec "$@"', "autoresearch-run"]
+
+
+def _read_exactly(fd: int, n: int) -> bytes:
+    """Up to ``n`` bytes: fewer at the end of the pipe or past the set-up time."""
+    data = b""
+    deadline = time.monotonic() + SETUP_TIMEOUT_S
+    while len(data) < n:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            break
+        chunk = os.read(fd, n - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def _read_child_pid(fd: int) -> int | None:
+    data = b""
+    deadline = time.monotonic() + SETUP_TIMEOUT_S
+    while b"}" not in data:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            return None
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            return None
+        data += chunk
+    try:
+        return int(json.loads(data[: data.index(b"}") + 1])["child-pid"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _stop_pasta(pid_file: str) -> None:
+    try:
+        pid = int(Path(pid_file).read_text().strip())
+    except (OSError, ValueError):
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, signal.SIGTERM)
+
+
+def fixed_file_binds(
+    workdir: Path, fixed: Mapping[str, bytes], pristine: str | None
+) -> dict[Path, Path]:
+    """Each fixed file of the workdir, bound read-only over itself (the command cannot
+    rewrite or replace it) or, for the evaluator, over it from the pristine copy."""
+    binds: dict[Path, Path] = {}
+    for rel in fixed:
+        dest = workdir / rel
+        if pristine is not None:
+            binds[dest] = Path(pristine) / rel
+        elif dest.is_file() and not dest.is_symlink():
+            binds[dest] = dest
+    return binds
+
+
+class DiskBudget:
+    """A checked budget for what the workdir holds: measured while the run goes (never more
+    often than its cost allows) and once at its end."""
+
+    def __init__(self, root: Path, limit_mb: int | None) -> None:
+        self.root = root
+        self.limit_mb = limit_mb
+        self._next = 0.0
+        self.used_mb = 0.0
+
+    def due(self) -> bool:
+        return self.limit_mb is not None and time.monotonic() >= self._next
+
+    def over(self) -> str | None:
+        """Measure now; the reason when the workdir holds more than the limit."""
+        if self.limit_mb is None:
+            return None
+        start = time.monotonic()
+        self.used_mb = tree_mb(self.root)
+        cost = time.monotonic() - start
+        self._next = time.monotonic() + max(DISK_POLL_S, cost * DISK_POLL_FACTOR)
+        if self.used_mb > self.limit_mb:
+            return f"the workdir holds {self.used_mb:.0f} MB > disk_limit_mb={self.limit_mb}"
+        return None
+
+
+def tree_mb(root: Path) -> float:
+    """Disk space the files under ``root`` take (allocated blocks; symlinks not followed)."""
+    total = 0
+    stack = [str(root)]
+    while stack:
+        folder = stack.pop()
+        try:
+            entries = os.scandir(folder)
+        except OSError:
+            continue
+        with entries:
+            for entry in entries:
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                total += st.st_blocks * 512
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+    return total / (1024 * 1024)
