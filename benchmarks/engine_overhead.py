@@ -6,8 +6,12 @@ rows and results.tsv. Prints the median overhead in ms, as a share of a 10 s exp
 as a ratio to one bare `git --version` run between each two experiments (the same process,
 under the same load: on a shared machine the ratio moves far less than the milliseconds).
 
-    python benchmarks/engine_overhead.py [--experiments 60]
-Target: median <= 50 ms on a 2-core machine.
+Then the cost of isolation alone: the same run (a command and an evaluator, `true` both, with
+a fixed file) through the sandbox in namespaces and without, in interleaved pairs (the order
+alternates), so both halves of a pair see the same load.
+
+    python benchmarks/engine_overhead.py [--experiments 60] [--isolation-pairs 40]
+Targets: median <= 50 ms on a 2-core machine; isolation adds <= 25 ms per experiment.
 """
 
 from __future__ import annotations
@@ -21,16 +25,24 @@ import time
 from pathlib import Path
 
 from autoresearch import Candidate, Edit, Event, Loop
+from autoresearch.execution import LocalSandbox, RunSpec, isolation_unavailable
 from autoresearch.testing import Scripted, make_toy_domain
 
 TARGET_MS = 50.0
+ISOLATION_TARGET_MS = 25.0
 REFERENCE_EXPERIMENT_S = 10.0
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--experiments", type=int, default=60)
+    parser.add_argument("--isolation-pairs", type=int, default=40)
     args = parser.parse_args()
+    loop_overhead(args.experiments)
+    isolation_overhead(args.isolation_pairs)
+
+
+def loop_overhead(experiments: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         domain = make_toy_domain(Path(tmp) / "bench", command="true", git=True)
         (domain / "autoresearch.toml").write_text(
@@ -54,7 +66,7 @@ def main() -> None:
         )
         cands = [
             Candidate(f"X={i}", (Edit("params.py", content=f"X = {i}\nY = 0\n"),))
-            for i in range(1, args.experiments + 1)
+            for i in range(1, experiments + 1)
         ]
         stamps: list[float] = []
         reference_s: list[float] = []
@@ -97,6 +109,58 @@ def main() -> None:
     print(
         f"vs target {TARGET_MS:g} ms:              {median / TARGET_MS:.2f}x "
         f"({'met' if median <= TARGET_MS else 'NOT met'})"
+    )
+
+
+
+def isolation_overhead(pairs: int) -> None:
+    why = isolation_unavailable()
+    if why is not None:
+        print(f"isolation: not measured ({why})")
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp) / "work"
+        work.mkdir()
+        (work / "evaluate.py").write_text("print('score: 1')\n")
+        spec = RunSpec(
+            workdir=work,
+            command="true",
+            eval_command="true",
+            log_path=Path(tmp) / "run.log",
+            eval_log_path=Path(tmp) / "eval.log",
+            time_budget_s=10,
+            timeout_s=30,
+            memory_limit_mb=1024,
+            pids_limit=256,
+            disk_limit_mb=1024,
+            network=False,
+            fixed_files={"evaluate.py": (work / "evaluate.py").read_bytes()},
+        )
+        sandboxes = {"namespaces": LocalSandbox("namespaces"), "none": LocalSandbox("none")}
+        times: dict[str, list[float]] = {"namespaces": [], "none": []}
+        for name, sandbox in sandboxes.items():  # warm-up, not counted
+            assert sandbox.run(spec).ok, name
+        for i in range(pairs):
+            order = ("namespaces", "none") if i % 2 == 0 else ("none", "namespaces")
+            for name in order:
+                t = time.perf_counter()
+                run = sandboxes[name].run(spec)
+                times[name].append(time.perf_counter() - t)
+                assert run.ok, (name, run.reason)
+    added_ms = [(a - b) * 1000 for a, b in zip(times["namespaces"], times["none"], strict=True)]
+    bare_ms = statistics.median(times["none"]) * 1000
+    isolated_ms = statistics.median(times["namespaces"]) * 1000
+    added = statistics.median(added_ms)
+    print(f"isolation, {pairs} interleaved pairs (a command and an evaluator each):")
+    print(f"  run without namespaces:      {bare_ms:.1f} ms (median)")
+    print(f"  run in namespaces:           {isolated_ms:.1f} ms (median)")
+    print(
+        f"  added by isolation, median:  {added:.1f} ms per experiment = "
+        f"{isolated_ms / bare_ms:.2f}x the same run without it"
+    )
+    print(
+        f"  vs target {ISOLATION_TARGET_MS:g} ms:            {added / ISOLATION_TARGET_MS:.2f}x "
+        f"({'met' if added <= ISOLATION_TARGET_MS else 'NOT met'})"
     )
 
 

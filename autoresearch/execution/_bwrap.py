@@ -352,10 +352,10 @@ def sandbox_env(
 
 
 def pasta_argv(child_pid: int, pid_file: str) -> list[str]:
-    """Attach a user-mode network to the namespace of ``child_pid``; returns once it is up
-    (pasta then runs in the background, its pid in ``pid_file``)."""
+    """Attach a user-mode network to the namespace of ``child_pid``, in the foreground; it
+    writes ``pid_file`` once the network is up and ends when the namespace is gone."""
     exe = shutil.which("pasta") or "pasta"
-    return [exe, *PASTA_FLAGS, "-P", pid_file, "--netns", f"/proc/{child_pid}/ns/net"]
+    return [exe, "-f", *PASTA_FLAGS, "-P", pid_file, "--netns", f"/proc/{child_pid}/ns/net"]
 
 
 def exposed_without_isolation() -> Sequence[str]:

@@ -9,7 +9,6 @@ import os
 import select
 import shlex
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -48,6 +47,7 @@ class Launch:
     _block_w: int | None = None
     _ready: bytes | None = None
     _tmp: str | None = None
+    _pasta: subprocess.Popen[bytes] | None = None
     _fds_to_close: list[int] = field(default_factory=list)
 
     def started(self, stdout_fd: int) -> str | None:
@@ -63,15 +63,9 @@ class Launch:
         if pid is None:
             raise SetupFailed("the sandbox did not start (bubblewrap reported no child)")
         if self.network:
-            assert self._tmp is not None
-            argv = _bwrap.pasta_argv(pid, os.path.join(self._tmp, "pasta.pid"))
-            try:
-                res = subprocess.run(argv, capture_output=True, timeout=SETUP_TIMEOUT_S)
-            except (OSError, subprocess.TimeoutExpired) as e:
-                return f"network = true: pasta failed to start ({e})"
-            if res.returncode != 0:
-                why = res.stderr.decode(errors="replace").strip().splitlines()
-                return f"network = true: pasta failed ({why[-1] if why else res.returncode})"
+            why = self._attach_network(pid)
+            if why is not None:
+                return why
         with contextlib.suppress(OSError):
             os.write(self._block_w, b"1")
         # Set-up (the loopback, the mounts) is done when the shell inside prints the nonce;
@@ -82,6 +76,32 @@ class Launch:
                 raise SetupFailed(got.decode(errors="replace").strip() or "no output")
         return None
 
+    def _attach_network(self, pid: int) -> str | None:
+        """Start pasta in the foreground (it ends by itself when the namespace is gone, also
+        when a killed driver's sandbox goes) and wait until it wrote its pid file: the
+        network is then up."""
+        assert self._tmp is not None
+        pid_file = os.path.join(self._tmp, "pasta.pid")
+        try:
+            self._pasta = subprocess.Popen(
+                _bwrap.pasta_argv(pid, pid_file),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+            )
+        except OSError as e:
+            return f"network = true: pasta failed to start ({e})"
+        deadline = time.monotonic() + SETUP_TIMEOUT_S
+        while not _non_empty(pid_file):
+            if self._pasta.poll() is not None:
+                err = self._pasta.communicate()[1].decode(errors="replace").strip().splitlines()
+                return f"network = true: pasta failed ({err[-1] if err else 'no message'})"
+            if time.monotonic() > deadline:
+                return "network = true: pasta did not come up in time"
+            time.sleep(0.005)
+        return None
+
     def close(self) -> None:
         for fd in (*self._fds_to_close, self._info_r, self._block_w):
             if fd is not None:
@@ -89,8 +109,16 @@ class Launch:
                     os.close(fd)
         self._fds_to_close.clear()
         self._info_r = self._block_w = None
+        if self._pasta is not None:
+            if self._pasta.poll() is None:
+                self._pasta.terminate()
+            try:
+                self._pasta.communicate(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._pasta.kill()
+                self._pasta.communicate()
+            self._pasta = None
         if self._tmp is not None:
-            _stop_pasta(os.path.join(self._tmp, "pasta.pid"))
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
 
@@ -190,13 +218,11 @@ def _read_child_pid(fd: int) -> int | None:
         return None
 
 
-def _stop_pasta(pid_file: str) -> None:
+def _non_empty(path: str) -> bool:
     try:
-        pid = int(Path(pid_file).read_text().strip())
-    except (OSError, ValueError):
-        return
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.kill(pid, signal.SIGTERM)
+        return os.path.getsize(path) > 0
+    except OSError:
+        return False
 
 
 def fixed_file_binds(

@@ -447,3 +447,13 @@ def test_the_sandbox_is_gone_when_the_driver_is_killed(tmp_path: Path) -> None:
     flag.unlink(missing_ok=True)
     time.sleep(0.5)
     assert not flag.exists(), "the run outlived its driver"
+    # Nor does its network stack (network = true, the default) outlive the namespace.
+    deadline = time.monotonic() + 10
+    while _pastas_for(tmp_path) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _pastas_for(tmp_path)
+
+
+def _pastas_for(tmp_path: Path) -> list[str]:
+    out = subprocess.run(["pgrep", "-a", "pasta"], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if "autoresearch-launch" in line]
