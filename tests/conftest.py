@@ -17,6 +17,21 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
+@pytest.fixture
+def namespaces() -> None:
+    """The test needs the candidate's namespaces (bubblewrap). Skipped where this machine
+    cannot make them, but under CI (``CI=true``, whose setup installs bubblewrap) a missing
+    sandbox fails the test: the hostile suite never passes by skipping."""
+    from autoresearch.execution import isolation_unavailable
+
+    why = isolation_unavailable()
+    if why is None:
+        return
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"CI=true but the sandbox cannot isolate: {why}")
+    pytest.skip(f"no namespaces here: {why}")
+
+
 @pytest.fixture(autouse=True)
 def _isolated_caches(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch

@@ -11,6 +11,7 @@ import pytest
 from conftest import git, open_ledger, set_x
 
 from autoresearch import BaselineFailed, Cause, ExperimentKind, Loop, RunSpec, Status
+from autoresearch.execution import LocalSandbox, isolation_unavailable
 from autoresearch.testing import FakeRun, FakeSandbox, Scripted, make_toy_domain, toy_run
 
 
@@ -86,13 +87,24 @@ def test_a_baseline_that_changes_files_is_not_tried_again(toy: Path) -> None:
     assert len(tampering.specs) == 1
 
 
-def test_a_real_baseline_that_rewrites_the_harness_stops_the_run(tmp_path: Path) -> None:
+@pytest.mark.parametrize("isolation", ["namespaces", "none"])
+def test_a_real_baseline_that_rewrites_the_harness_stops_the_run(
+    tmp_path: Path, isolation: str
+) -> None:
+    if isolation == "namespaces" and isolation_unavailable():
+        pytest.skip(f"no namespaces here: {isolation_unavailable()}")
     d = make_toy_domain(
         tmp_path / "t", command="python run.py && echo tampered >> run.py", git=True
     )
-    with pytest.raises(BaselineFailed, match=r"files changed during the run: run\.py"):
-        Loop.from_dir(d, proposer="knob", tag="tamper").run()
+    # In namespaces the fixed file is read-only (the write fails the run); without them the
+    # engine's after-run check finds the change.
+    expected = r"crash" if isolation == "namespaces" else r"files changed during the run: run\.py"
+    sandbox = LocalSandbox(isolation)  # type: ignore[arg-type]
+    with pytest.raises(BaselineFailed, match=expected):
+        Loop.from_dir(d, proposer="knob", tag="tamper", sandbox=sandbox).run()
     assert git(d, "status", "--porcelain") == ""
+    logs = "".join(p.read_text() for p in (d / ".autoresearch").rglob("run*.log"))
+    assert ("Read-only file system" in logs) == (isolation == "namespaces")
 
 
 def test_baseline_alone_records_one_experiment(toy: Path) -> None:

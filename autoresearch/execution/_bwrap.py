@@ -23,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,23 @@ _HIDDEN_FILES = (
     "/etc/machine-id",
 )
 _HIDDEN_DIRS = ("/etc/ssh", "/etc/ssl/private", "/etc/sudoers.d", "/etc/security")
+# A minimal /dev: the data nodes and the standard streams (no terminals, no /dev/full);
+# cheaper to set up than bubblewrap's --dev, and nothing a run needs is missing.
+_DEV_ARGS = (
+    "--tmpfs",
+    "/dev",
+    *(
+        a
+        for node in ("null", "zero", "random", "urandom")
+        for a in ("--dev-bind", f"/dev/{node}", f"/dev/{node}")
+    ),
+    *("--symlink", "/proc/self/fd", "/dev/fd"),
+    *(
+        a
+        for i, name in enumerate(("stdin", "stdout", "stderr"))
+        for a in ("--symlink", f"/proc/self/fd/{i}", f"/dev/{name}")
+    ),
+)
 # GPU nodes every CUDA process needs besides its own /dev/nvidiaN.
 _NVIDIA_SHARED = ("nvidiactl", "nvidia-uvm", "nvidia-uvm-tools", "nvidia-modeset")
 # Files of the host's /proc a sandbox without its own /proc may see (no pid-specific ones).
@@ -156,7 +174,7 @@ def _base_argv(m: Mounts, fds: Sequence[str] = ()) -> list[str]:
     for path in interpreter_paths():
         argv += ["--ro-bind", str(path), str(path)]
     argv += ["--proc", "/proc"] if m.proc else _proc_files()
-    argv += ["--dev", "/dev"]
+    argv += _DEV_ARGS
     for dev in m.devices:
         argv += ["--dev-bind", dev, dev]
     if m.devices:  # the NVIDIA driver reads its PCI devices there
@@ -183,7 +201,6 @@ def _namespace_args(m: Mounts) -> list[str]:
         *(["--unshare-net"] if m.own_network else []),
         "--unshare-ipc",
         "--unshare-uts",
-        "--unshare-cgroup-try",
         "--hostname",
         "sandbox",
         "--die-with-parent",
@@ -207,10 +224,18 @@ def _system_args() -> tuple[str, ...]:
     for path in _HIDDEN_FILES:
         if os.path.isfile(path):
             args += ["--ro-bind", "/dev/null", path]
+    empty = _empty_dir()
     for path in _HIDDEN_DIRS:
         if os.path.isdir(path):
-            args += ["--tmpfs", path, "--remount-ro", path]
+            args += ["--ro-bind", empty, path]
     return tuple(args)
+
+
+@functools.cache
+def _empty_dir() -> str:
+    """An empty folder of the driver's, bound read-only over the folders a run must not see
+    (one mount each, where a tmpfs made read-only takes two)."""
+    return tempfile.mkdtemp(prefix="autoresearch-empty-")
 
 
 def _proc_files() -> list[str]:

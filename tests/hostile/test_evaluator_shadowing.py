@@ -9,7 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from autoresearch import Candidate, Edit, Ledger, Loop, Status
+from autoresearch.execution import LocalSandbox, isolation_unavailable
 from autoresearch.proposers import Scripted
 from autoresearch.testing import make_toy_domain
 
@@ -68,18 +71,27 @@ def test_a_planted_json_module_does_not_forge_the_evaluator(tmp_path: Path) -> N
     assert "score: 0.010000" in out.stdout
 
 
+@pytest.mark.parametrize("isolation", ["namespaces", "none"])
 def test_a_fixed_module_rewritten_during_the_run_never_reaches_the_evaluator(
-    tmp_path: Path,
+    tmp_path: Path, isolation: str
 ) -> None:
+    if isolation == "namespaces" and isolation_unavailable():
+        pytest.skip(f"no namespaces here: {isolation_unavailable()}")
     d = _domain(tmp_path)
-    # The command rewrites the scorer the evaluator imports: the evaluator does not run on
-    # it (its fixed files changed), and the experiment is invalid.
+    # The command rewrites the scorer the evaluator imports. In namespaces the scorer is
+    # read-only (the write fails the run); without them the evaluator does not run on it
+    # (its fixed files changed) and the experiment is invalid.
     swap = (
         "import pathlib\n"
         "pathlib.Path('scoring.py').write_text('def score(x):\\n    return 0.01\\n')\n"
     )
     keep_swapped = Candidate("swap scoring", (Edit("train.py", content=_train(-4.0, swap)),))
-    Loop.from_dir(d, proposer=Scripted([keep_swapped]), tag="t").run()
+    sandbox = LocalSandbox(isolation)  # type: ignore[arg-type]
+    Loop.from_dir(d, proposer=Scripted([keep_swapped]), tag="t", sandbox=sandbox).run()
     rec = Ledger(d / ".autoresearch" / "ledger.sqlite").history("t")[-1]
-    assert rec.status is Status.INVALID and "scoring.py" in rec.reason
+    if isolation == "namespaces":
+        assert rec.status is Status.CRASH and rec.log_path is not None
+        assert "Read-only file system" in Path(rec.log_path).read_text()
+    else:
+        assert rec.status is Status.INVALID and "scoring.py" in rec.reason
     assert rec.value is None

@@ -1,6 +1,7 @@
 """A candidate that plants programs in the repository's git (hooks, fsmonitor, an external
 diff, textconv and filter drivers) gets none of them run by the engine's git calls. The
-control runs plain git on the same repository and shows each plant really fires."""
+control runs plain git on the same repository and shows each plant really fires. The runs are
+unisolated on purpose: in namespaces the candidate cannot reach the repository at all."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 from autoresearch import Candidate, Edit, Loop
+from autoresearch.execution import LocalSandbox
 from autoresearch.proposers import Scripted
 from autoresearch.testing import make_toy_domain
 
@@ -53,7 +55,11 @@ def test_planted_git_programs_never_run_in_the_driver(tmp_path: Path) -> None:
         Candidate(f"X to {x}", (Edit("params.py", content=f"X = {x}\nY = 1.0\n"),))
         for x in (2.0, 3.0)
     ]
-    summary = Loop.from_dir(toy, proposer=Scripted([plant, *later]), tag="t").run()
+    # Without isolation (a candidate in namespaces sees no .git at all, tests/hostile/
+    # test_namespaces.py): the git hardening holds by itself.
+    summary = Loop.from_dir(
+        toy, proposer=Scripted([plant, *later]), tag="t", sandbox=LocalSandbox("none")
+    ).run()
     assert summary.experiments == 4
     # The plant ran (its run recorded a value), the engine went on committing, diffing and
     # checking out worktrees, and not one planted program ran.

@@ -89,7 +89,7 @@ def test_repository_state_and_home_are_not_there(tmp_path: Path, mode: str) -> N
     home_secret = Path.home() / ".autoresearch-test-secret"
     home_secret.write_text("mine")
     try:
-        run, log = _run(
+        _, log = _run(
             state / "worktrees",
             mode,
             f"""
@@ -119,7 +119,7 @@ def test_a_fixed_file_cannot_be_rewritten_during_the_run(tmp_path: Path, mode: s
     work.mkdir()
     (work / "score.py").write_text("print('score: 1.0')\n")
     fixed = {"score.py": (work / "score.py").read_bytes()}
-    run, log = _run(
+    _, log = _run(
         tmp_path,
         mode,
         """
@@ -210,9 +210,7 @@ def test_network_true_reaches_out_but_not_the_drivers_loopback(tmp_path: Path) -
         extra = (
             ', subprocess.run(["ip","-4","route"],capture_output=True,text=True).stdout.split()[2]'
         )
-        run, log = _run(
-            tmp_path, "namespaces", _CONNECT.format(port=port, extra=extra), network=True
-        )
+        _, log = _run(tmp_path, "namespaces", _CONNECT.format(port=port, extra=extra), network=True)
     assert "driver-service" not in log, log
     assert "127.0.0.1 -> ConnectionRefusedError" in log, log  # its own loopback, empty
 

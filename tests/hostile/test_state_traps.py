@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 
 from autoresearch import Candidate, Edit, Ledger, Loop, Status
+from autoresearch.execution import LocalSandbox
 from autoresearch.proposers import Scripted
 from autoresearch.testing import make_toy_domain
 
@@ -27,6 +28,9 @@ def _plain(x: float) -> Candidate:
 
 
 def _run(toy: Path, cands: list[Candidate], tag: str = "t", **kw: object) -> Ledger:
+    # Unisolated on purpose: these traps need a candidate that reaches the driver's folders,
+    # which in namespaces it cannot (tests/hostile/test_namespaces.py).
+    kw.setdefault("sandbox", LocalSandbox("none"))
     Loop.from_dir(toy, proposer=Scripted(cands), tag=tag, **kw).run()  # type: ignore[arg-type]
     return Ledger(toy / ".autoresearch" / "ledger.sqlite")
 
