@@ -113,6 +113,9 @@ class Mounts:
     # network goes without one: it then shares the evaluator's, which has no way out either
     # (and bubblewrap's loopback set-up, which can fail under load, is not repeated).
     own_network: bool = True
+    # Cover /etc's secrets. Off only for an isolated call inside an evaluator's sandbox,
+    # whose /etc already has them covered (and where the driver's empty folder is not).
+    hide_secrets: bool = True
 
 
 @functools.cache
@@ -162,7 +165,12 @@ def isolated_call_prefix(devices: tuple[str, ...], network: bool) -> list[str]:
     no data and no network; the kit adds the folders the call may import, its working folder
     (``--bind``) and ``--chdir DIR --``."""
     m = Mounts(
-        workdir=Path("/"), read_only_files={}, devices=devices, proc=False, own_network=network
+        workdir=Path("/"),
+        read_only_files={},
+        devices=devices,
+        proc=False,
+        own_network=network,
+        hide_secrets=False,
     )
     return _base_argv(m)
 
@@ -170,7 +178,7 @@ def isolated_call_prefix(devices: tuple[str, ...], network: bool) -> list[str]:
 def _base_argv(m: Mounts, fds: Sequence[str] = ()) -> list[str]:
     exe = shutil.which("bwrap") or "bwrap"
     argv = [exe, *_namespace_args(m), *fds]
-    argv += _system_args()
+    argv += _system_args(hide=m.hide_secrets)
     for path in interpreter_paths():
         argv += ["--ro-bind", str(path), str(path)]
     argv += ["--proc", "/proc"] if m.proc else _proc_files()
@@ -214,13 +222,15 @@ def _namespace_args(m: Mounts) -> list[str]:
 
 
 @functools.cache
-def _system_args() -> tuple[str, ...]:
+def _system_args(hide: bool = True) -> tuple[str, ...]:
     args: list[str] = []
     for top in _SYSTEM:
         if os.path.islink(top):
             args += ["--symlink", os.readlink(top), top]
         elif os.path.isdir(top):
             args += ["--ro-bind", top, top]
+    if not hide:
+        return tuple(args)
     for path in _HIDDEN_FILES:
         if os.path.isfile(path):
             args += ["--ro-bind", "/dev/null", path]
