@@ -4,6 +4,7 @@ namespaces, the network attached to a sandbox that has one, and the checked disk
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import select
@@ -286,3 +287,33 @@ def tree_mb(root: Path) -> float:
                 if entry.is_dir(follow_symlinks=False):
                     stack.append(entry.path)
     return total / (1024 * 1024)
+
+
+@functools.cache
+def can_unshare_net() -> str | None:
+    """None if ``unshare -n`` works here, else why not."""
+    exe = shutil.which("unshare")
+    if exe is None:
+        return "the 'unshare' tool is not installed"
+    try:
+        res = subprocess.run([exe, "-n", "true"], capture_output=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"unshare failed: {e}"
+    if res.returncode != 0:
+        return f"unshare -n is not permitted here ({res.stderr.decode(errors='replace').strip()})"
+    return None
+
+
+def timeout_reason(
+    timeout_s: float, signalled_at: float | None, start: float, after_signal_s: float | None
+) -> str:
+    if signalled_at is not None and after_signal_s is not None:
+        return (
+            f"ran past budget + grace ({after_signal_s:g} s after it signalled the start of "
+            f"its budget at {signalled_at - start:.1f} s); raise time_budget_s or grace_s"
+        )
+    return (
+        f"exceeded the hard limit of {timeout_s:g} s (start-up allowance + budget + grace) "
+        "without finishing; a slow start needs startup_allowance_s raised (or the command "
+        "should call autoresearch.harness.budget_started())"
+    )

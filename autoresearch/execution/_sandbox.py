@@ -3,9 +3,6 @@ environment, whole-tree kill and a capped log."""
 
 from __future__ import annotations
 
-import abc
-import contextlib
-import functools
 import os
 import shutil
 import subprocess
@@ -13,8 +10,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -26,9 +21,17 @@ from autoresearch.execution._launch import (
     Launch,
     Role,
     SetupFailed,
+    can_unshare_net,
     fixed_file_binds,
     plain_launch,
     sandboxed_launch,
+    timeout_reason,
+)
+from autoresearch.execution._pristine import (
+    BUDGET_FILE_VAR,
+    eval_environment,
+    fixed_files_intact,
+    pristine_copy,
 )
 from autoresearch.execution._proc import (
     GIT_LOCATION_VARS,
@@ -42,6 +45,7 @@ from autoresearch.execution._proc import (
     rss_mb,
     scrub_env,
 )
+from autoresearch.execution._spec import RunSpec, Sandbox
 
 Isolation = Literal["auto", "namespaces", "none"]
 
@@ -56,104 +60,6 @@ RSS_POLL_S = 0.1
 LOG_DRAIN_S = 5.0
 # How often the sandbox looks for the command's "budget started" signal.
 SIGNAL_POLL_S = 0.2
-# The variable naming the file a command creates when budgeted work begins.
-BUDGET_FILE_VAR = "AUTORESEARCH_BUDGET_FILE"
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """One sandbox run: ``command`` then, if it succeeded, the fixed ``eval_command``.
-
-    ``timeout_s`` is the command's hard limit (start-up allowance + budget + grace). When
-    ``after_signal_s`` is set, the command may signal that budgeted work began by creating the
-    file named in ``AUTORESEARCH_BUDGET_FILE``; the deadline then becomes the signal's time
-    plus ``after_signal_s`` (budget + grace), if that is sooner. Load at start-up cannot kill a
-    command that signals, and one that never signals gains no more than the allowance.
-    """
-
-    workdir: Path
-    command: str
-    log_path: Path
-    time_budget_s: float
-    timeout_s: float
-    seed: int = 0
-    eval_command: str | None = None
-    eval_log_path: Path | None = None
-    eval_timeout_s: float | None = None
-    memory_limit_mb: int | None = None
-    log_limit_mb: float = 10.0
-    network: bool = True
-    env: Mapping[str, str] = field(default_factory=dict)
-    env_allow: tuple[str, ...] = ()
-    env_deny: tuple[str, ...] = ()
-    marker_prefix: str = "autoresearch"
-    gpu_ids: str | None = None
-    after_signal_s: float | None = None
-    # The fixed files' bytes as they were before ``command`` ran (workdir-relative paths).
-    # ``eval_command`` then runs only if they are still so, with their folders importable
-    # from a pristine copy and the workdir off ``sys.path``.
-    fixed_files: Mapping[str, bytes] = field(default_factory=dict)
-    # Folders the run sees read-only (command and evaluator): e.g. a domain's training data.
-    data_dirs: tuple[Path, ...] = ()
-    # Folders only ``eval_command`` sees (read-only): validation/holdout data, full histories.
-    eval_data_dirs: tuple[Path, ...] = ()
-    # Folders the command may write besides the workdir (a trusted prepare step's outputs).
-    rw_dirs: tuple[Path, ...] = ()
-    # Variables set for ``eval_command`` only (never for ``command``): the data-candidate keys.
-    eval_env: Mapping[str, str] = field(default_factory=dict)
-    # A persistent cache the command may write (``AUTORESEARCH_CACHE_DIR``) and the
-    # evaluator's own (it never sees the command's, which a candidate may have poisoned).
-    cache_dir: Path | None = None
-    eval_cache_dir: Path | None = None
-    # Most processes alive at once in the run, and most MB the workdir, /tmp and $HOME may
-    # hold (None: no limit).
-    pids_limit: int | None = None
-    disk_limit_mb: int | None = None
-
-
-class Sandbox(abc.ABC):
-    """Runs the commands of one candidate and reports what happened.
-
-    Contract:
-    - ``run(spec)`` blocks until every process the run started has ended, and never raises
-      for a failing command: failures come back as ``RunResult.failure`` (CRASH, TIMEOUT, OOM,
-      INTERRUPTED) with a reason. It writes the logs named in the spec.
-    - ``cancel()`` may be called from another thread or a signal handler; the current run
-      ends as INTERRUPTED. A cancel before ``run`` starts affects only the next run.
-    - Nothing the candidate prints is trusted by the sandbox beyond the log it writes.
-    """
-
-    @abc.abstractmethod
-    def run(self, spec: RunSpec) -> RunResult: ...
-
-    def cancel(self) -> None:  # noqa: B027
-        """End the current run as INTERRUPTED. Default: nothing."""
-
-    @property
-    def warnings(self) -> list[str]:
-        """Limits asked for that this sandbox cannot enforce here (e.g. no network isolation)."""
-        return []
-
-    @property
-    def isolated(self) -> bool:
-        """Whether a run lives in namespaces of its own (it cannot see the driver, the
-        repository, the state folder or the evaluator's data). Default: False."""
-        return False
-
-
-@functools.cache
-def _can_unshare_net() -> str | None:
-    """None if ``unshare -n`` works here, else why not."""
-    exe = shutil.which("unshare")
-    if exe is None:
-        return "the 'unshare' tool is not installed"
-    try:
-        res = subprocess.run([exe, "-n", "true"], capture_output=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return f"unshare failed: {e}"
-    if res.returncode != 0:
-        return f"unshare -n is not permitted here ({res.stderr.decode(errors='replace').strip()})"
-    return None
 
 
 class LocalSandbox(Sandbox):
@@ -215,18 +121,18 @@ class LocalSandbox(Sandbox):
             spec, spec.command, spec.log_path, spec.timeout_s, command_env, spec.after_signal_s
         )
         eval_code = None
-        if status is None and spec.eval_command and _fixed_files_intact(spec):
+        if status is None and spec.eval_command and fixed_files_intact(spec):
             assert spec.eval_log_path is not None
             eval_env = {**env, **spec.eval_env}
             if spec.eval_cache_dir is not None:
                 eval_env["AUTORESEARCH_CACHE_DIR"] = str(spec.eval_cache_dir)
-            with _pristine_copy(spec.fixed_files) as pristine:
+            with pristine_copy(spec.fixed_files) as pristine:
                 e_status, e_reason, eval_code, e_wall, e_peak = self._run_one(
                     spec,
                     spec.eval_command,
                     spec.eval_log_path,
                     spec.eval_timeout_s or spec.timeout_s,
-                    _eval_environment(eval_env, pristine),
+                    eval_environment(eval_env, pristine),
                     role="eval",
                     pristine=pristine,
                 )
@@ -301,9 +207,9 @@ class LocalSandbox(Sandbox):
         signal_dir: str | None,
     ) -> Launch:
         if not self._isolated:
-            no_net = not spec.network and _can_unshare_net() is None
+            no_net = not spec.network and can_unshare_net() is None
             if not spec.network and not no_net:
-                self._note(f"network=false not enforced: {_can_unshare_net()}")
+                self._note(f"network=false not enforced: {can_unshare_net()}")
             return plain_launch(command, env, memory, pids, no_net)
         readable = list(spec.data_dirs)
         writable = [*spec.rw_dirs] if role == "command" else []
@@ -432,7 +338,7 @@ class LocalSandbox(Sandbox):
             if remaining <= 0:
                 failure, reason = (
                     Status.TIMEOUT,
-                    _timeout_reason(timeout_s, signalled_at, start, after_signal_s),
+                    timeout_reason(timeout_s, signalled_at, start, after_signal_s),
                 )
                 break
             if disk.due():
@@ -489,77 +395,6 @@ class LocalSandbox(Sandbox):
     def _note(self, message: str) -> None:
         if message not in self._warnings:
             self._warnings.append(message)
-
-
-def _fixed_files_intact(spec: RunSpec) -> bool:
-    """Whether the fixed files are what they were before the command ran. If not, the
-    evaluator does not run (the engine's own check then records which file changed)."""
-    for rel, data in spec.fixed_files.items():
-        path = spec.workdir / rel
-        try:
-            if path.is_symlink() or path.read_bytes() != data:
-                return False
-        except OSError:
-            return False
-    return True
-
-
-@contextlib.contextmanager
-def _pristine_copy(files: Mapping[str, bytes]) -> Iterator[str | None]:
-    """The fixed files, copied from the driver's memory into a folder of their own."""
-    if not files:
-        yield None
-        return
-    folder = tempfile.mkdtemp(prefix="autoresearch-fixed-")
-    try:
-        for rel, data in files.items():
-            target = os.path.join(folder, rel)
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            with open(target, "wb") as f:
-                f.write(data)
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def _eval_environment(env: dict[str, str], pristine: str | None) -> dict[str, str]:
-    """The evaluator's environment: the workdir (where a candidate may have planted a
-    json.py) off sys.path (PYTHONSAFEPATH, no user site), its own modules importable from the
-    pristine copy of the fixed files instead."""
-    out = dict(env)
-    out.pop(BUDGET_FILE_VAR, None)
-    if pristine is None:  # a spec without the fixed files' bytes: the command's own paths
-        return out
-    out["PYTHONSAFEPATH"] = "1"
-    out["PYTHONNOUSERSITE"] = "1"
-    # Each folder of a fixed module stands in for the script folder PYTHONSAFEPATH drops,
-    # so an evaluator still imports its own sibling modules (from the copy).
-    out["PYTHONPATH"] = os.pathsep.join(_module_folders(pristine))
-    return out
-
-
-def _module_folders(root: str) -> list[str]:
-    """Every folder of the pristine copy that holds a module, the top first."""
-    found = [root]
-    for dirpath, _dirs, files in os.walk(root):
-        if dirpath != root and any(f.endswith(".py") for f in files):
-            found.append(dirpath)
-    return found
-
-
-def _timeout_reason(
-    timeout_s: float, signalled_at: float | None, start: float, after_signal_s: float | None
-) -> str:
-    if signalled_at is not None and after_signal_s is not None:
-        return (
-            f"ran past budget + grace ({after_signal_s:g} s after it signalled the start of "
-            f"its budget at {signalled_at - start:.1f} s); raise time_budget_s or grace_s"
-        )
-    return (
-        f"exceeded the hard limit of {timeout_s:g} s (start-up allowance + budget + grace) "
-        "without finishing; a slow start needs startup_allowance_s raised (or the command "
-        "should call autoresearch.harness.budget_started())"
-    )
 
 
 def end_strays(marker_prefix: str) -> int:
