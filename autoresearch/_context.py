@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import statistics
-from pathlib import Path
 
 from autoresearch._config import ResearchConfig
 from autoresearch._session import Session
@@ -13,12 +12,13 @@ from autoresearch._types import Context, ExperimentKind, HistoryEntry, RunSummar
 def build_context(
     session: Session,
     config: ResearchConfig,
-    domain_dir: Path,
+    program: str,
     incumbent: str,
     last_failure: str | None,
 ) -> Context:
-    """The context for the next proposal: program, the incumbent's editable files, history
-    with deltas against the best at the time, and the last failure."""
+    """The context for the next proposal: program (the base commit's, as the loop read it),
+    the incumbent's editable files, history with deltas against the best at the time, and
+    the last failure."""
     records = [r for r in session.ledger.records(session.tag) if r.status is not Status.RUNNING]
     # Imported history (an upstream results.tsv) comes first, deltas within itself only.
     history = [
@@ -46,8 +46,6 @@ def build_context(
         if r.status is Status.KEEP and r.value is not None:
             best = r.value
             baseline = r.value if baseline is None else baseline
-    program_path = domain_dir / config.program
-    program = program_path.read_text(encoding="utf-8") if program_path.exists() else ""
     return Context(
         program=program,
         files=session.workspace.files_at(incumbent, config.editable),

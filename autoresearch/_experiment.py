@@ -7,7 +7,6 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from autoresearch._config import ResearchConfig
@@ -20,7 +19,7 @@ from autoresearch._errors import (
     ScopeError,
 )
 from autoresearch._measure import Measurer, RunOutcome, content_hash, memory_gb, summarize
-from autoresearch._objective import Objective
+from autoresearch._objective import Objective, has_report, report_key
 from autoresearch._session import Session
 from autoresearch._types import (
     Candidate,
@@ -59,7 +58,7 @@ class Pipeline:
         self,
         session: Session,
         config: ResearchConfig,
-        domain_dir: Path,
+        program: str,
         objective: Objective,
         measurer: Measurer,
         preset: str | None,
@@ -68,7 +67,7 @@ class Pipeline:
     ) -> None:
         self.s = session
         self.config = config
-        self.domain_dir = domain_dir
+        self.program = program  # read from the run's base when the loop was built
         self.objective = objective
         self.m = measurer
         self.preset = preset
@@ -78,7 +77,7 @@ class Pipeline:
 
     def context(self) -> Context:
         return build_context(
-            self.s, self.config, self.domain_dir, self.m.incumbent(), self.last_failure
+            self.s, self.config, self.program, self.m.incumbent(), self.last_failure
         )
 
     # -- a candidate ---------------------------------------------------------------------
@@ -272,6 +271,7 @@ class Pipeline:
         s.ledger.write_results_tsv(
             s.workspace.layout.results_tsv, self.config.objective.metric or "value"
         )
+        self._save_report()
         if proposer is not None:
             with contextlib.suppress(Exception):
                 proposer.observe(candidate, record)
@@ -284,6 +284,18 @@ class Pipeline:
             )
         )
         return record
+
+    def _save_report(self) -> None:
+        """The objective's figures for ``status``, computed here in the driver and kept in
+        the ledger, so that ``status`` runs no code of the domain."""
+        if not has_report(self.objective):
+            return
+        try:
+            found = self.objective.report(self.s.ledger.history(self.s.tag))
+            figures = {str(k): float(v) for k, v in found.items()}
+        except Exception:  # a report that cannot be computed shows none; the run goes on
+            figures = {}
+        self.s.ledger.set_meta(report_key(self.s.tag), figures)
 
 
 def _failed(run: RunOutcome, fields: dict[str, Any]) -> Outcome:

@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from autoresearch._budget import Budget, Streaks
-from autoresearch._config import ResearchConfig, load_config
+from autoresearch._config import ResearchConfig
 from autoresearch._context import run_summary
 from autoresearch._errors import Interrupted
 from autoresearch._experiment import BudgetStop, Pipeline
 from autoresearch._measure import Measurer
 from autoresearch._objective import Objective, objective_for_domain
 from autoresearch._session import Session, open_session
+from autoresearch._trusted import TrustedFiles
 from autoresearch._types import Context, Event, ExperimentRecord, RunSummary, Status
 from autoresearch.acceptance._base import Acceptance, make_acceptance
 from autoresearch.execution._sandbox import LocalSandbox, Sandbox
@@ -48,16 +49,21 @@ class Loop:
         acceptance: Acceptance | str | None = None,
         gpu_ids: str | None = None,
         on_event: Callable[[Event], None] | None = None,
+        _trusted: TrustedFiles | None = None,
     ) -> None:
         self.domain_dir = Path(domain_dir).resolve()
+        # The config, program and objective code come from the run's base commit (a resume's
+        # recorded one), read once here: never from the checkout a candidate may write.
+        self.trusted = _trusted or TrustedFiles.for_run(self.domain_dir, resume, tag)
         if config is None:
-            config, preset = load_config(self.domain_dir, preset)
+            config, preset = self.trusted.config(preset)
         self.config = config
         self.preset = preset
         self.tag = tag
         self.resume = resume
         self.proposer_options = proposer_options or ProposerOptions()
-        self.objective = objective or objective_for_domain(config.objective, self.domain_dir)
+        self.objective = objective or objective_for_domain(config.objective, self.trusted)
+        self.program = self.trusted.program(config)
         self.sandbox = sandbox or LocalSandbox()
         if isinstance(acceptance, str):
             acceptance = make_acceptance(
@@ -102,7 +108,8 @@ class Loop:
         own options; ``script``, ``model``, ``base_url``, ``local_model`` and ``api_key_env``
         go to the proposer (as ``--script``, ``--model``, ... do on the command line)."""
         domain_dir = Path(path).resolve()
-        config, preset = load_config(domain_dir, preset, dict(overrides or {}))
+        trusted = TrustedFiles.for_run(domain_dir, resume, tag)
+        config, preset = trusted.config(preset, dict(overrides or {}))
         options = ProposerOptions(script, model, base_url, local_model, api_key_env)
         return cls(
             domain_dir,
@@ -117,6 +124,7 @@ class Loop:
             acceptance=acceptance,
             gpu_ids=gpu_ids,
             on_event=on_event,
+            _trusted=trusted,
         )
 
     # -- public ------------------------------------------------------------------------------
@@ -218,7 +226,7 @@ class Loop:
     def _open(self, started: float) -> Session:
         dump = self.config.model_dump(mode="json", by_alias=True)
         session = open_session(
-            self.domain_dir, self.config, dump, self.preset, self.tag, self.resume
+            self.domain_dir, self.config, dump, self.preset, self.tag, self.resume, self.trusted
         )
         self._session = session
         self.tag = session.tag
@@ -238,7 +246,7 @@ class Loop:
         self._pipeline = Pipeline(
             session,
             self.config,
-            self.domain_dir,
+            self.program,
             self.objective,
             measurer,
             self.preset,

@@ -9,12 +9,15 @@ import re
 import stat
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from autoresearch._config import ObjectiveConfig
 from autoresearch._errors import ConfigError, MetricMissing
 from autoresearch._registry import import_path
 from autoresearch._types import ExperimentRecord, GateResult, Measurement, RunResult
+
+if TYPE_CHECKING:
+    from autoresearch._trusted import TrustedFiles
 
 
 class Objective(abc.ABC):
@@ -28,7 +31,9 @@ class Objective(abc.ABC):
     - ``gate`` is called only for a candidate about to be kept, with its last run. A failed
       gate records ``gate_failed``. The default passes.
     - ``report`` returns extra figures for ``autoresearch status`` computed from the whole
-      history (e.g. a deflated Sharpe ratio). The default returns none.
+      history (e.g. a deflated Sharpe ratio). The driver calls it after each experiment and
+      keeps the figures in the ledger, where ``status`` reads them: ``status`` imports no
+      code of the domain. The default returns none.
     - Direction (minimize/maximize) comes from the config, not from the objective.
     - Not guaranteed: that ``measure`` sees every run of a candidate in order across resumes.
     """
@@ -144,15 +149,16 @@ class MetricObjective(Objective):
         return Measurement(primary, secondary, holdout)
 
 
-def load_objective(config: ObjectiveConfig, domain_dir: Path | None = None) -> Objective:
+def load_objective(config: ObjectiveConfig, domain: Path | TrustedFiles | None = None) -> Objective:
     """The objective a config names: a class path with arguments, or a MetricObjective. With
-    ``domain_dir``, ``module:Class`` may name a fixed file of that folder (``objective:Cls``
-    for ``DIR/objective.py``), imported from that file without changing ``sys.path``."""
+    ``domain``, ``module:Class`` may name a fixed file of that folder (``objective:Cls``
+    for ``DIR/objective.py``), compiled from its bytes without changing ``sys.path``: a
+    ``TrustedFiles`` reads them from a commit (the run's base), a path from the folder now."""
     if not config.class_path:
         return MetricObjective(
             config.metric, config.source, config.json_file, config.secondary, config.holdout
         )
-    cls = import_path(config.class_path, "objective.class", domain_dir)
+    cls = import_path(config.class_path, "objective.class", domain)
     if not (isinstance(cls, type) and issubclass(cls, Objective)):
         raise ConfigError(f"objective.class: {config.class_path} is not an Objective subclass")
     kwargs: dict[str, Any] = dict(config.args)
@@ -164,6 +170,18 @@ def load_objective(config: ObjectiveConfig, domain_dir: Path | None = None) -> O
         ) from None
 
 
-def objective_for_domain(config: ObjectiveConfig, domain_dir: Path) -> Objective:
-    """``load_objective`` for a domain folder (its own objective module included)."""
-    return load_objective(config, domain_dir)
+def objective_for_domain(config: ObjectiveConfig, files: TrustedFiles) -> Objective:
+    """``load_objective`` for a run: the domain's own objective module from the run's base
+    commit, never from the checkout a candidate may have written."""
+    return load_objective(config, files)
+
+
+def report_key(tag: str) -> str:
+    """The ledger's meta key of the objective's latest ``report`` figures for run ``tag``."""
+    return f"objective_report:{tag}"
+
+
+def has_report(objective: Objective) -> bool:
+    """Whether ``objective`` computes figures for ``status`` (the default ``report`` has none,
+    and the driver then skips reading the history for it)."""
+    return type(objective).report is not Objective.report

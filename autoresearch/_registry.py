@@ -7,17 +7,23 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib
+import importlib.abc
+import importlib.machinery
 import importlib.metadata
 import importlib.util
 import inspect
+import linecache
 import sys
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from autoresearch._errors import ConfigError
+
+if TYPE_CHECKING:
+    from autoresearch._trusted import TrustedFiles
 
 # Entry-point groups a package may declare, e.g. in its pyproject.toml:
 # [project.entry-points."autoresearch.proposers"] mine = "mypkg.proposer:Mine"
@@ -75,13 +81,16 @@ class Registry:
             ) from None
 
 
-def import_path(path: str, field: str, domain_dir: Path | None = None) -> Any:
+def import_path(path: str, field: str, domain: Path | TrustedFiles | None = None) -> Any:
     """Import ``module:attr``; a ConfigError names ``field`` if it cannot be found.
 
-    With ``domain_dir``, a plain module name that is a file of that folder (``objective:Cls``
-    for ``DIR/objective.py``) is imported from that file, under a name of its own, and the folder
-    is on ``sys.path`` only while it is imported. Old ``objectives.<module>`` paths are
-    read as ``autoresearch.objectives.<module>`` with a warning naming the new path.
+    With ``domain``, a plain module name that is a file of that folder (``objective:Cls``
+    for ``DIR/objective.py``) is compiled from that file's bytes, under a name of its own;
+    the modules it imports of the folder come from the same place. A ``TrustedFiles`` gives
+    the bytes of a commit (what the engine passes: the run's base); a path, the folder's
+    files as they are now. The folder is never put on ``sys.path``. Old
+    ``objectives.<module>`` paths are read as ``autoresearch.objectives.<module>`` with a
+    warning naming the new path.
     """
     module_name, _, attr = path.partition(":")
     if not module_name or not attr:
@@ -90,8 +99,11 @@ def import_path(path: str, field: str, domain_dir: Path | None = None) -> Any:
     # Only a plain module name is looked up in the folder: a dotted one
     # (autoresearch.objectives.ml) is always the installed package, never a file planted
     # at DIR/autoresearch/objectives/ml.py.
-    if domain_dir is not None and "." not in module_name:
-        module = _domain_module(domain_dir, module_name, field)
+    if domain is not None and "." not in module_name:
+        from autoresearch._trusted import TrustedFiles
+
+        files = domain if isinstance(domain, TrustedFiles) else TrustedFiles(domain.resolve(), None)
+        module = _domain_module(files, module_name, field)
     if module is None:
         module_name = _renamed(module_name, attr, field)
         try:
@@ -124,57 +136,106 @@ def _renamed(module_name: str, attr: str, field: str) -> str:
     return module_name
 
 
-def domain_module_file(domain_dir: Path, module_name: str) -> Path | None:
-    """The file of ``module_name`` inside ``domain_dir`` (a module or a package), if any."""
-    base = domain_dir.joinpath(*module_name.split("."))
-    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def _domain_module(domain_dir: Path, module_name: str, field: str) -> ModuleType | None:
-    file = domain_module_file(domain_dir, module_name)
-    if file is None:
+def _domain_module(files: TrustedFiles, module_name: str, field: str) -> ModuleType | None:
+    found = _module_source(files, module_name)
+    if found is None:
         return None
-    return load_module_file(file, module_name, field)
-
-
-def load_module_file(file: Path, module_name: str, field: str = "module") -> ModuleType:
-    """Import ``file`` as a module of its own name (one per folder and file, so two domains'
-    ``objective.py`` never clash), with its folder importable only while it runs."""
-    file = file.resolve()
-    digest = hashlib.sha1(str(file).encode()).hexdigest()[:12]
+    rel, source = found
+    filename = files.file_name(rel)
+    digest = hashlib.sha1(str(filename).encode() + b"\0" + source).hexdigest()[:12]
     unique = f"_autoresearch_domain_{digest}_{module_name.replace('.', '_')}"
     if unique in sys.modules:
         return sys.modules[unique]
-    spec = importlib.util.spec_from_file_location(unique, file)
-    if spec is None or spec.loader is None:
-        raise ConfigError(f"{field}: cannot import {file}")
-    module = importlib.util.module_from_spec(spec)
+    module = ModuleType(unique)
+    module.__file__ = str(filename)
     sys.modules[unique] = module
-    root = file.parent if file.name != "__init__.py" else file.parent.parent
     try:
-        with _on_path(root):
-            spec.loader.exec_module(module)
+        with _imports_from(files):
+            _exec_source(module, source, filename)
     except Exception as e:
         del sys.modules[unique]
-        raise ConfigError(f"{field}: importing {file} failed: {type(e).__name__}: {e}") from None
+        raise ConfigError(
+            f"{field}: importing {rel} of {files.where} failed: {type(e).__name__}: {e}"
+        ) from None
     return module
 
 
+def _module_source(files: TrustedFiles, module_name: str) -> tuple[str, bytes] | None:
+    """The domain-relative file of ``module_name`` (a module, or a package's __init__.py)
+    and its bytes, from ``files``; None where it has neither."""
+    base = module_name.replace(".", "/")
+    for rel in (f"{base}.py", f"{base}/__init__.py"):
+        data = files.read(rel)
+        if data is not None:
+            return rel, data
+    return None
+
+
+def _exec_source(module: ModuleType, source: bytes, filename: Path) -> None:
+    """Run ``source`` as ``module``'s code. Its text goes into linecache under ``filename``,
+    so a traceback shows the lines that ran, not whatever the checkout holds there now."""
+    text = source.decode("utf-8", errors="replace")
+    linecache.cache[str(filename)] = (len(text), None, text.splitlines(True), str(filename))
+    code = compile(source, str(filename), "exec", dont_inherit=True)
+    exec(code, module.__dict__)
+
+
+class _DomainFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Serves the modules a domain module imports of its own folder from ``files`` (the
+    folder's place on ``sys.path`` in an ordinary import, without reading the checkout)."""
+
+    def __init__(self, files: TrustedFiles) -> None:
+        self.files = files
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        found = _module_source(self.files, fullname)
+        if found is None:
+            return None
+        rel, _ = found
+        package = rel.endswith("/__init__.py")
+        spec = importlib.util.spec_from_loader(fullname, self, is_package=package)
+        if spec is not None:
+            spec.origin = str(self.files.file_name(rel))
+            spec.has_location = True
+            if package:
+                spec.submodule_search_locations = []  # submodules come from here, too
+        return spec
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> None:
+        return None
+
+    def exec_module(self, module: ModuleType) -> None:
+        found = _module_source(self.files, module.__name__)
+        assert found is not None
+        _exec_source(module, found[1], self.files.file_name(found[0]))
+
+
 @contextlib.contextmanager
-def _on_path(folder: Path) -> Iterator[None]:
-    entry = str(folder)
-    added = entry not in sys.path
-    if added:
-        sys.path.insert(0, entry)
+def _imports_from(files: TrustedFiles) -> Iterator[None]:
+    finder = _DomainFinder(files)
+    sys.meta_path.insert(0, finder)
     try:
         yield
     finally:
-        if added:
-            with contextlib.suppress(ValueError):
-                sys.path.remove(entry)
+        with contextlib.suppress(ValueError):
+            sys.meta_path.remove(finder)
+
+
+def load_module_file(file: Path, module_name: str, field: str = "module") -> ModuleType:
+    """Import ``file`` as ``module_name`` of its folder from the bytes it holds now, under a
+    name of its own (one per file and content, so two domains' ``objective.py`` never
+    clash). For tests and tools: the engine imports a domain's modules from the run's base
+    commit, through ``import_path``."""
+    from autoresearch._trusted import TrustedFiles
+
+    file = file.resolve()
+    depth = module_name.count(".") + (file.name == "__init__.py")
+    module = _domain_module(TrustedFiles(file.parents[depth], None), module_name, field)
+    if module is None:
+        raise ConfigError(f"{field}: cannot import {file} as {module_name!r}")
+    return module
 
 
 def publish(namespace: Mapping[str, object], names: Sequence[str], module: str) -> None:

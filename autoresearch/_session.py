@@ -21,6 +21,7 @@ from autoresearch._errors import SessionError
 from autoresearch._git import find_repo_root, init_repo
 from autoresearch._layout import Layout
 from autoresearch._ledger import Ledger
+from autoresearch._trusted import TrustedFiles
 from autoresearch._types import ExperimentKind, Status
 from autoresearch._workspace import Workspace
 from autoresearch.execution._proc import remove_stale_cgroups
@@ -131,8 +132,12 @@ def open_session(
     preset: str | None,
     tag: str | None,
     resume: bool,
+    trusted: TrustedFiles | None = None,
 ) -> Session:
-    """Lock the folder, pick or check the tag, create the branch or clean up for a resume."""
+    """Lock the folder, pick or check the tag, create the branch or clean up for a resume.
+    ``trusted``: the files the loop read its config, program and objective from; they are
+    tied to the session's base commit here (see ``TrustedFiles.bind``)."""
+    trusted = trusted or TrustedFiles.for_run(domain_dir, resume, tag)
     messages = []
     if ensure_repo(domain_dir):
         messages.append(f"{domain_dir} was not in a git repository: created one with its files")
@@ -161,11 +166,12 @@ def open_session(
             tag = tag or default_tag(ledger)
         ws = Workspace(domain_dir, tag, config.editable, config.fixed, config.program)
         ws.exclude_state()
-        dirty = ws.dirty_files()
+        dirty = ws.dirty_files(also=trusted.paths())
         if dirty:
             raise SessionError(
                 "uncommitted changes to editable or fixed files would not be in the experiments' "
-                f"worktrees: {', '.join(dirty[:10])}. Commit them (or stash them) and run again"
+                f"worktrees, nor used by the driver: {', '.join(dirty[:10])}. Commit them (or "
+                "stash them) and run again"
             )
         # Whatever a driver that died left behind (processes, worktrees, cgroups) is ended
         # before this one starts, resumed run or not: we hold the folder's lock now.
@@ -187,6 +193,7 @@ def open_session(
             info = ledger.tag_info(tag)
             assert info is not None
             base = info.base_commit
+            trusted.bind(base)
             lost = ledger.interrupt_running(tag, "the driver stopped during this experiment")
             if lost:
                 messages.append(f"resume: marked {len(lost)} experiment(s) interrupted")
@@ -199,6 +206,7 @@ def open_session(
                     f"or delete it (git branch -D {ws.branch})"
                 )
             base = ws.head_commit()
+            trusted.bind(base)
             ws.create_branch(base)
             ledger.create_tag(
                 tag,
@@ -209,6 +217,12 @@ def open_session(
                 config.objective.direction,
                 config_dump,
                 package_versions(),
+            )
+        ignored = trusted.differing()
+        if ignored:
+            messages.append(
+                f"{', '.join(ignored)}: the folder's copy differs from {trusted.where}; this "
+                "run uses the base's (start a new run to use the folder's)"
             )
         # The resolved config, preset and package versions, saved with every run.
         info = ledger.tag_info(tag)

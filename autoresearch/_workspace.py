@@ -122,10 +122,11 @@ class Workspace:
             with open(exclude, "a") as f:
                 f.write("".join(f"{m}\n" for m in missing))
 
-    def dirty_files(self) -> list[str]:
-        """Editable or fixed files (relative to the domain) that differ from HEAD or are
-        untracked: the worktrees would not hold them as they are. Git-ignored files and the
-        engine's own files do not count."""
+    def dirty_files(self, also: Sequence[str] = ()) -> list[str]:
+        """Editable or fixed files, and the files ``also`` names (the objective's modules),
+        relative to the domain, that differ from HEAD or are untracked: the worktrees, and
+        the driver (which reads the committed bytes), would not use them as they are.
+        Git-ignored files and the engine's own files do not count."""
         out = git(
             "status",
             "--porcelain",
@@ -143,7 +144,8 @@ class Workspace:
                 rel = self._domain_rel(entry[3:])
                 if rel not in engine and not rel.startswith(STATE_DIRNAME + "/"):
                     dirty.add(rel)
-        return sorted(d for d in dirty if glob_match(d, (*self.editable, *self.fixed)))
+        watched = (*self.editable, *self.fixed)
+        return sorted(d for d in dirty if glob_match(d, watched) or d in also)
 
     def _domain_rel(self, repo_path: str) -> str:
         prefix = self.rel + "/" if self.rel else ""

@@ -1,4 +1,5 @@
-"""Read-only views of a domain's ledger: ``status`` (rich or JSON) and ``diff``."""
+"""Read-only views of a domain's ledger: ``status`` (rich or JSON) and ``diff``. They read
+the ledger and git objects only, and import nothing of the domain folder."""
 
 from __future__ import annotations
 
@@ -6,12 +7,11 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from autoresearch._config import load_config
-from autoresearch._errors import ConfigError, SessionError
+from autoresearch._errors import SessionError
 from autoresearch._git import diff, engine_env, find_repo_root
 from autoresearch._layout import Layout
 from autoresearch._ledger import Ledger
-from autoresearch._objective import objective_for_domain
+from autoresearch._objective import report_key
 from autoresearch._types import ExperimentKind, Status
 
 # Experiments listed by `status` (the JSON has them all in `counts`; rows via results.tsv).
@@ -74,7 +74,7 @@ def status_data(domain: Path, tag: str | None = None, holdout: bool = False) -> 
             "counts": ledger.counts(tag),
             "noise_sigma": info.noise_sigma,
             "spend": {"tokens": tokens, "cost_usd": round(cost, 6)},
-            "report": _objective_report(domain, records),
+            "report": _objective_report(ledger, tag),
             "recent": [
                 {
                     "id": r.id,
@@ -97,13 +97,17 @@ def status_data(domain: Path, tag: str | None = None, holdout: bool = False) -> 
         ledger.close()
 
 
-def _objective_report(domain: Path, records: list[Any]) -> dict[str, float]:
-    try:
-        config, _ = load_config(domain)
-        objective = objective_for_domain(config.objective, domain)
-        return {k: float(v) for k, v in objective.report(records).items()}
-    except (ConfigError, ValueError, TypeError, ArithmeticError):
+def _objective_report(ledger: Ledger, tag: str) -> dict[str, float]:
+    """The objective's figures as the driver last computed them: status imports nothing of
+    the domain folder (a candidate may have written it), it only reads the ledger."""
+    saved = ledger.meta(report_key(tag))
+    if not isinstance(saved, dict):
         return {}
+    out = {}
+    for k, v in saved.items():
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            out[str(k)] = float(v)
+    return out
 
 
 def diff_text(domain: Path, tag: str | None = None, experiment: int | None = None) -> str:
