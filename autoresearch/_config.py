@@ -7,6 +7,7 @@ field and what to do.
 from __future__ import annotations
 
 import copy
+import os
 import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -321,7 +322,23 @@ class ResearchConfig(_Model):
         10.0, gt=0, description="Log size cap; the head and the tail are kept."
     )
     network: bool = Field(
-        True, description="False runs the commands without network, where possible."
+        True,
+        description="False: the commands run with no network. True: outbound access through "
+        "a user-mode stack (pasta), the machine's loopback services out of reach.",
+    )
+    readable: list[str] = Field(
+        default_factory=list,
+        description="Files or folders outside the domain a run may read (a dataset on disk): "
+        "'~' and variables are expanded. A sandboxed run sees nothing else of the machine "
+        "but the system, the interpreter and its packages.",
+    )
+    pids_limit: int | None = Field(
+        4096, ge=16, description="Most processes and threads a run may have at once (None: none)."
+    )
+    disk_limit_mb: int | None = Field(
+        20480,
+        gt=0,
+        description="Most MB the run's folder may hold, and its /tmp and $HOME each (None: none).",
     )
     env_allow: list[str] = Field(
         default_factory=list,
@@ -332,6 +349,41 @@ class ResearchConfig(_Model):
         description="Further variables removed from the run's environment (globs).",
     )
     env: dict[str, str] = Field(default_factory=dict, description="Variables set for every run.")
+    editable_are_data: bool = Field(
+        False,
+        description="The editable files are data (a prompt), never run: refused when an "
+        "editable file is code (a script extension, the executable bit). Allows eval_secrets.",
+    )
+    eval_secrets: list[str] = Field(
+        default_factory=list,
+        description="With editable_are_data: credential variables of your environment passed "
+        "to eval_command only (a provider key for a prompt eval); command never gets them.",
+    )
+    prepare_command: str | None = Field(
+        None,
+        description="Fixed command the engine runs once before the baseline, in a copy of the "
+        "fixed files: it writes what `command` may read into $AUTORESEARCH_DATA_DIR and what "
+        "only eval_command may read into $AUTORESEARCH_EVAL_DATA_DIR (checksummed, read-only).",
+    )
+    prepare_network: bool = Field(
+        True, description="Whether prepare_command may use the network (a first download)."
+    )
+    prepare_timeout_s: float = Field(3600.0, gt=0, description="Hard kill of prepare_command.")
+    prepare_env: dict[str, str] = Field(
+        default_factory=dict,
+        description="Variables for prepare_command only (on top of env); no run sees them.",
+    )
+    prepare_readable: list[str] = Field(
+        default_factory=list,
+        description="Files or folders outside the domain prepare_command may read (a raw "
+        "corpus, a price file; '~' and variables expanded); no run sees them.",
+    )
+    data_seed_env: str | None = Field(
+        None,
+        description="A variable prepare_command gets holding a seed drawn once per domain "
+        "folder and kept in the ledger (no file a candidate reads): synthetic data it cannot "
+        "regenerate.",
+    )
     objective: ObjectiveConfig = Field(description="How a run is measured.")
     acceptance: AcceptanceConfig = Field(
         default_factory=AcceptanceConfig, description="How keep/discard is decided."
@@ -340,6 +392,12 @@ class ResearchConfig(_Model):
         default_factory=ProposerConfig, description="Who proposes candidates."
     )
     default_preset: str | None = Field(None, description="Preset used when --preset is not given.")
+
+    def readable_paths(self) -> tuple[Path, ...]:
+        """``readable``, expanded and absolute (relative paths are from the current folder)."""
+        return tuple(
+            Path(os.path.expandvars(os.path.expanduser(p))).resolve() for p in self.readable
+        )
 
     @property
     def run_grace_s(self) -> float:
@@ -365,6 +423,26 @@ class ResearchConfig(_Model):
                 f"timeout_s ({self.timeout_s}) is below time_budget_s ({self.time_budget_s}): "
                 "the hard kill must come after the budget"
             )
+        if self.data_seed_env is not None and not self.data_seed_env.isidentifier():
+            raise ValueError(f"data_seed_env {self.data_seed_env!r} is not a variable name")
+        if self.data_seed_env is not None and self.prepare_command is None:
+            raise ValueError("data_seed_env is set but prepare_command is not: nothing gets it")
+        if self.data_seed_env is not None and self.data_seed_env in self.env:
+            raise ValueError(
+                f"env sets {self.data_seed_env}, the data_seed_env variable: every run would "
+                "see the seed. Remove it from env (a fixed, public seed goes in prepare_env)."
+            )
+        if self.eval_secrets and not self.editable_are_data:
+            raise ValueError(
+                "eval_secrets needs editable_are_data = true: keys may reach the evaluator "
+                "only when no candidate code runs"
+            )
+        if self.editable_are_data:
+            from autoresearch._data_candidates import pattern_problems
+
+            problems = pattern_problems(self.editable, self.eval_secrets)
+            if problems:
+                raise ValueError("; ".join(problems))
         return self
 
 
@@ -395,9 +473,10 @@ def _format_errors(
     return "\n".join(lines)
 
 
-def read_raw(path: Path) -> dict[str, Any]:
+def read_raw(path: Path, text: str | None = None) -> dict[str, Any]:
+    """The TOML of ``path``; ``text``: its content as already read (from a commit)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8") if text is None else text
     except FileNotFoundError:
         raise ConfigError(
             f"{path}: no such file. Create one with `autoresearch init {path.parent}`."
@@ -417,14 +496,18 @@ def load_config(
     domain_dir: Path,
     preset: str | None = None,
     overrides: dict[str, Any] | None = None,
+    *,
+    text: str | None = None,
 ) -> tuple[ResearchConfig, str | None]:
     """Read ``DIR/autoresearch.toml``, merge the preset and overrides, validate.
 
     Returns the config and the name of the preset used (None for none).
     Overrides use dotted keys for nested fields (``{"acceptance.policy": "greedy"}``).
+    ``text`` is the file's content as already read (a run passes its base commit's), so the
+    checkout is not read at all.
     """
     path = domain_dir / CONFIG_NAME
-    raw = read_raw(path)
+    raw = read_raw(path, text)
     presets = raw.pop("presets", {})
     if not isinstance(presets, dict):
         raise ConfigError(f"{path}: presets: must be a table of tables ([presets.cpu], ...)")

@@ -15,6 +15,12 @@ class SessionError(Exception):
     the message says why and what to do."""
 
 
+class DataError(SessionError):
+    """A domain's prepared data cannot be used: its prepare step failed, or a file no longer
+    matches the checksum taken when it was built (the run stops before it scores on it). The
+    message names the file and what to do."""
+
+
 class WorkspaceError(Exception):
     """A git or folder problem the user must fix; the message says what to do."""
 
@@ -49,11 +55,18 @@ class Interrupted(Exception):
     """A run ended because of Ctrl-C / SIGTERM: the loop stops."""
 
 
+class IsolationError(Exception):
+    """A proposer whose candidates are code the user did not write, and no sandbox that can
+    isolate them (and no explicit ``--unsafe-no-isolation``)."""
+
+
 __all__ = [
     "BaselineFailed",
     "BudgetExhausted",
     "ConfigError",
+    "DataError",
     "Interrupted",
+    "IsolationError",
     "MetricMissing",
     "ProposalError",
     "ScopeError",

@@ -16,6 +16,7 @@ from autoresearch._config import ResearchConfig
 from autoresearch._context import run_summary
 from autoresearch._errors import Interrupted
 from autoresearch._experiment import BudgetStop, Pipeline
+from autoresearch._isolation import isolation_warnings
 from autoresearch._measure import Measurer
 from autoresearch._objective import Objective, objective_for_domain
 from autoresearch._session import Session, open_session
@@ -49,6 +50,7 @@ class Loop:
         acceptance: Acceptance | str | None = None,
         gpu_ids: str | None = None,
         on_event: Callable[[Event], None] | None = None,
+        unsafe_no_isolation: bool = False,
         _trusted: TrustedFiles | None = None,
     ) -> None:
         self.domain_dir = Path(domain_dir).resolve()
@@ -74,6 +76,12 @@ class Loop:
         self.proposer: Proposer | None = None
         if proposer is not None or config.proposer.name or config.proposer.knobs:
             self.proposer = make_proposer(proposer, config, self.domain_dir, self.proposer_options)
+        # Code the user did not write needs namespaces (or an explicit, informed opt-out).
+        self.isolation_notes = (
+            isolation_warnings(self.sandbox, self.proposer, unsafe_no_isolation=unsafe_no_isolation)
+            if self.proposer is not None
+            else []
+        )
         self.gpu_ids = gpu_ids
         self.on_event = on_event or (lambda e: None)
         self._session: Session | None = None
@@ -100,6 +108,7 @@ class Loop:
         api_key_env: str | None = None,
         gpu_ids: str | None = None,
         on_event: Callable[[Event], None] | None = None,
+        unsafe_no_isolation: bool = False,
         overrides: Mapping[str, Any] | None = None,
     ) -> Loop:
         """A loop on the folder holding ``autoresearch.toml``, with its ``preset`` merged and
@@ -124,6 +133,7 @@ class Loop:
             acceptance=acceptance,
             gpu_ids=gpu_ids,
             on_event=on_event,
+            unsafe_no_isolation=unsafe_no_isolation,
             _trusted=trusted,
         )
 
@@ -153,7 +163,8 @@ class Loop:
                 if p.m.incumbent_values() == []:
                     p.baseline()
                     done += 1
-                for warning in self.sandbox.warnings:  # limits it could not enforce here
+                for warning in [*self.isolation_notes, *self.sandbox.warnings]:
+                    # what runs unisolated, and limits it could not enforce here
                     self.on_event(Event("message", message=f"sandbox: {warning}"))
                 proposer.restore(session.ledger.history(session.tag))
                 streaks = Streaks()

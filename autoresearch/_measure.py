@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from autoresearch._config import ResearchConfig
+from autoresearch._data import DataGuard, ensure_data, run_caches
+from autoresearch._data_candidates import check_files, eval_secret_values
 from autoresearch._errors import Interrupted, MetricMissing
 from autoresearch._layout import RunFiles, reserve_run_files
 from autoresearch._objective import Objective
@@ -84,11 +86,14 @@ class Measurer:
         self.acceptance = acceptance
         self.domain_dir = domain_dir
         self.gpu_ids = gpu_ids
+        self._secrets: dict[str, str] | None = None
         # The fixed files' hashes of the first worktree this tag measured, kept in the ledger:
         # a resumed driver compares with them, not with whatever its first worktree holds.
         self._fixed_key = f"fixed_hashes:{session.tag}"
         self._fixed_hashes: dict[str, str] | None = session.ledger.meta(self._fixed_key)
         self._used: set[Path] = set()
+        # The session's prepared data (prepare_command): built and hash-checked at first use.
+        self._data: DataGuard | None = None
 
     def measure(
         self,
@@ -124,7 +129,12 @@ class Measurer:
         # The fixed files' bytes, read before the candidate's command runs: the evaluator runs
         # only if they are the same after it, and imports its modules from a copy of these.
         pristine = {rel: (domain / rel).read_bytes() for rel in fixed_now}
+        data = self._prepared_data(pristine)
+        if data is not None:
+            data.check("before the run")
         run = self.sandbox.run(self._spec(domain, files, seed, pristine))
+        if data is not None:  # never score a run on data that changed (DataError stops it)
+            data.check("after the run, before it was scored")
         s.workspace.refresh_git_env(worktree)  # before a git call runs what it planted
         after = s.workspace.snapshot(domain)
         # Files the run changed or deleted; new files it wrote (outputs) do not matter.
@@ -164,10 +174,40 @@ class Measurer:
         )
         return RunOutcome(run, m)
 
+    def _prepared_data(self, fixed_files: dict[str, bytes]) -> DataGuard | None:
+        """The session's data: prepared (from the fixed files' bytes) if its folder is missing,
+        and verified by hash, the first time a run needs it; None without prepare_command."""
+        s = self.session
+        if self._data is None and self.config.prepare_command is not None:
+            log = s.workspace.layout.tag_dir(s.tag) / "prepare.log"
+            self._data = ensure_data(
+                self.config,
+                self.domain_dir,
+                self.sandbox,
+                s.ledger,
+                fixed_files,
+                marker_prefix(self.domain_dir),
+                log,
+            )
+        return self._data
+
+    def _eval_secrets(self) -> dict[str, str]:
+        """Data candidates' keys for eval_command (never command); the editable files are
+        checked to be plain data first, once per run of the loop."""
+        c = self.config
+        if not c.eval_secrets:
+            return {}
+        if self._secrets is None:
+            check_files(self.domain_dir, c.editable)
+            self._secrets = eval_secret_values(c.eval_secrets)
+        return self._secrets
+
     def _spec(
         self, domain: Path, files: RunFiles, seed: int, fixed_files: dict[str, bytes]
     ) -> RunSpec:
         c = self.config
+        data = self._data
+        cache, eval_cache = run_caches(c.name or self.domain_dir.name)
         return RunSpec(
             workdir=domain,
             command=c.command,
@@ -182,12 +222,19 @@ class Measurer:
             memory_limit_mb=c.memory_limit_mb,
             log_limit_mb=c.log_limit_mb,
             network=c.network,
-            env=c.env,
+            env={**c.env, **(data.env if data else {})},
             env_allow=tuple(c.env_allow),
             env_deny=(*c.env_deny, *self.deny_env),
             marker_prefix=marker_prefix(self.domain_dir),
             gpu_ids=self.gpu_ids,
             fixed_files=fixed_files,
+            data_dirs=(*c.readable_paths(), *((data.dirs.shared,) if data else ())),
+            eval_data_dirs=(data.dirs.eval,) if data else (),
+            eval_env={**(data.eval_env if data else {}), **self._eval_secrets()},
+            cache_dir=cache,
+            eval_cache_dir=eval_cache,
+            pids_limit=c.pids_limit,
+            disk_limit_mb=c.disk_limit_mb,
         )
 
     def decide(

@@ -112,7 +112,6 @@ def loop_overhead(experiments: int) -> None:
     )
 
 
-
 def isolation_overhead(pairs: int) -> None:
     why = isolation_unavailable()
     if why is not None:

@@ -22,7 +22,13 @@ from rich.table import Table
 from rich.text import Text
 
 from autoresearch._domains import bundled_domains, resolve_domain
-from autoresearch._errors import BaselineFailed, ConfigError, SessionError, WorkspaceError
+from autoresearch._errors import (
+    BaselineFailed,
+    ConfigError,
+    IsolationError,
+    SessionError,
+    WorkspaceError,
+)
 from autoresearch._git import find_repo_root
 from autoresearch._init import (
     import_upstream_results,
@@ -69,7 +75,7 @@ def _user_errors() -> Iterator[None]:
     """Errors a user can meet, as a message and an exit code (see the module docstring)."""
     try:
         yield
-    except ConfigError as e:
+    except (ConfigError, IsolationError) as e:
         raise _fail(str(e), EXIT_USAGE) from None
     except (SessionError, WorkspaceError) as e:
         raise _fail(str(e), EXIT_BUSY) from None
@@ -180,6 +186,14 @@ def run(
     workdir: Annotated[
         Path | None, typer.Option(help="Where a bundled domain is copied (default ./NAME).")
     ] = None,
+    unsafe_no_isolation: Annotated[
+        bool,
+        typer.Option(
+            "--unsafe-no-isolation",
+            help="Run llm, agent or third-party proposers' candidates even where they cannot "
+            "be isolated (no bubblewrap): they can then read your keys, files and ledger.",
+        ),
+    ] = False,
 ) -> None:
     """Run the research loop on TARGET until a budget ends or Ctrl-C."""
     with _user_errors():
@@ -201,6 +215,7 @@ def run(
             api_key_env=api_key_env,
             gpu_ids=gpu_ids,
             on_event=printer,
+            unsafe_no_isolation=unsafe_no_isolation,
         )
         printer.metric = loop.config.objective.metric or "value"
         console.print(

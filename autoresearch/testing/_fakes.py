@@ -135,8 +135,16 @@ class FakeSandbox(Sandbox):
         assert len(sandbox.specs) == 3
     """
 
-    def __init__(self, handler: Handler | None = None, warnings: tuple[str, ...] = ()) -> None:
-        """``handler`` defaults to :func:`toy_run` (the toy domain's ``run.py``, in-process)."""
+    def __init__(
+        self,
+        handler: Handler | None = None,
+        warnings: tuple[str, ...] = (),
+        isolated: bool = True,
+    ) -> None:
+        """``handler`` defaults to :func:`toy_run` (the toy domain's ``run.py``, in-process).
+        ``isolated``: what the sandbox reports (it runs none of the candidate's code, so by
+        default it counts as isolated; False stands for a sandbox without namespaces)."""
+        self._isolated = isolated
         self.handler: Handler = handler or toy_run
         self.specs: list[RunSpec] = []
         self.results: list[RunResult] = []
@@ -147,6 +155,10 @@ class FakeSandbox(Sandbox):
     @property
     def warnings(self) -> list[str]:
         return list(self._warnings)
+
+    @property
+    def isolated(self) -> bool:
+        return self._isolated
 
     def cancel(self) -> None:
         self._cancel.set()

@@ -3,7 +3,9 @@
     python evaluate.py
 
 Scores val_bpb on a fixed slice of validation tokens that train.py is never handed, checks that
-the model is causal, and prints the `---` summary the objective records.
+the model is causal, and prints the `---` summary the objective records. Under the engine the
+tokens come from $AUTORESEARCH_EVAL_DATA_DIR, a folder only this process sees, checksummed by
+the engine before and after every run.
 
 Candidate code never runs in this process: an isolated worker (autoresearch.harness.Worker:
 `python -I`, a minimal environment without the data settings, its own process group) loads this
@@ -165,9 +167,23 @@ def load_checkpoint(path: Path) -> dict:
     return ckpt
 
 
+def validation_dir(s: prepare.Settings) -> Path:
+    """The evaluator's own folder under the engine (AUTORESEARCH_EVAL_DATA_DIR, which no
+    candidate's sandbox holds), else the cache a run by hand builds."""
+    directory = prepare.prepared_dir(prepare.EVAL_DATA_VAR, s)
+    if directory is not None:
+        return directory
+    if os.environ.get(prepare.DATA_VAR):
+        raise SystemExit(
+            f"{prepare.DATA_VAR} is set but {prepare.EVAL_DATA_VAR} is not: the evaluator "
+            "reads validation tokens only from its own folder, never the training side's"
+        )
+    return prepare.build_cache(s)
+
+
 def validation_tokens(s: prepare.Settings) -> tuple[np.ndarray, np.ndarray]:
     """The fixed slice of validation tokens and the byte count of every token id."""
-    directory = prepare.build_cache(s)
+    directory = validation_dir(s)
     meta = json.loads((directory / "meta.json").read_text())
     val = np.memmap(directory / "val.bin", dtype=meta["dtype"], mode="r")
     return np.asarray(val[: s.eval_tokens + 1]), np.load(directory / "token_bytes.npy")

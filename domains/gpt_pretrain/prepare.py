@@ -3,7 +3,13 @@
 Candidates cannot edit this file (the harness hash-checks it before every run). The evaluator
 is evaluate.py; train.py gets training tokens only: nothing here hands out validation tokens.
 
-    python prepare.py     build the data cache now (otherwise the first run builds it)
+    python prepare.py     build the data (the engine runs it once, as prepare_command)
+
+Under the engine, prepare_command writes the training side (train.bin, meta.json,
+token_bytes.npy, tokenizer.json) into $AUTORESEARCH_DATA_DIR, the only data folder train.py's
+sandbox holds, and val.bin (with its own meta.json and token_bytes.npy) into
+$AUTORESEARCH_EVAL_DATA_DIR, which only the evaluator sees. By hand, without those variables,
+everything goes into one cache folder under harness.cache_dir(), built on first use.
 
 Settings come from the environment, set by the [env] table of autoresearch.toml's presets;
 the time budget and the seed come from the engine (autoresearch.harness).
@@ -39,6 +45,14 @@ CHECKPOINT_FORMAT = 1
 BYTE_VOCAB_SIZE = 257  # 256 byte values + the document separator
 ENCODE_CHUNK_DOCS = 10_000  # BPE encodes this many documents per call (bounds memory)
 BPE_TRAIN_BYTES = 100_000_000  # BPE merges are learned from this much training text at most
+# Folders the engine's prepare step fills: the training side, and the evaluator's own.
+DATA_VAR = "AUTORESEARCH_DATA_DIR"
+EVAL_DATA_VAR = "AUTORESEARCH_EVAL_DATA_DIR"
+# Settings that change the tokens (the rest only change how they are used).
+DATA_SETTINGS = ("dataset", "dataset_files", "text_field", "tokenizer", "max_bytes")
+# What the evaluator needs beside val.bin: written to its folder too, so it trusts no file of
+# the training side.
+EVAL_FILES = ("meta.json", "token_bytes.npy")
 
 
 @dataclass(frozen=True)
@@ -252,13 +266,7 @@ class Tokenizer:
 
 
 def cache_dir(s: Settings) -> Path:
-    data = {
-        k: v
-        for k, v in asdict(s).items()
-        if k in ("dataset", "dataset_files", "text_field", "tokenizer", "max_bytes")
-    }
-    if s.tokenizer == "bpe":
-        data["vocab_size"] = s.vocab_size
+    data = data_settings(s)
     if s.dataset == "stdlib":
         data["python"] = sys.version.split()[0]
     elif not s.dataset.startswith("hf:"):
@@ -270,13 +278,48 @@ def cache_dir(s: Settings) -> Path:
     return harness.cache_dir() / "gpt_pretrain" / f"{s.tokenizer}-{key}"
 
 
+def data_settings(s: Settings) -> dict[str, Any]:
+    """The settings the tokens depend on."""
+    data: dict[str, Any] = {k: v for k, v in asdict(s).items() if k in DATA_SETTINGS}
+    if s.tokenizer == "bpe":
+        data["vocab_size"] = s.vocab_size
+    return data
+
+
 def build_cache(s: Settings) -> Path:
     """Tokenize the corpus once: train.bin, val.bin, token_bytes.npy, meta.json, tokenizer.json."""
-    if s.tokenizer not in ("byte", "bpe"):
-        raise SystemExit(f"GPT_TOKENIZER={s.tokenizer}: use 'byte' or 'bpe'")
     final = cache_dir(s)
     if (final / "meta.json").exists():
         return final
+    check_tokenizer(s)
+    # Build beside the final folder and rename: concurrent runs never see half a cache.
+    tmp = final.with_name(f"{final.name}.tmp{os.getpid()}")
+    tmp.mkdir(parents=True, exist_ok=True)
+    tokenize(s, tmp)
+    try:
+        tmp.rename(final)
+    except OSError:  # another run finished first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def write_data(s: Settings, shared: Path, eval_dir: Path) -> None:
+    """The engine's prepare step: the training side into ``shared``, val.bin into ``eval_dir``
+    (the engine builds both in fresh folders, checksums them and mounts them read-only)."""
+    tokenize(s, shared, eval_dir)
+    for name in EVAL_FILES:  # separate mounts: a copy, not a rename
+        shutil.copyfile(shared / name, eval_dir / name)
+
+
+def check_tokenizer(s: Settings) -> None:
+    if s.tokenizer not in ("byte", "bpe"):
+        raise SystemExit(f"GPT_TOKENIZER={s.tokenizer}: use 'byte' or 'bpe'")
+
+
+def tokenize(s: Settings, out: Path, val_out: Path | None = None) -> dict[str, Any]:
+    """Split and tokenize the corpus into ``out``: train.bin, val.bin (into ``val_out`` if
+    given), token_bytes.npy, meta.json and (bpe) tokenizer.json. Returns the meta."""
+    check_tokenizer(s)
     t0 = time.time()
     train_docs: list[str] = []
     val_docs: list[str] = []
@@ -288,15 +331,15 @@ def build_cache(s: Settings) -> Path:
             "validation documents; the corpus needs more documents"
         )
     tok = Tokenizer.train_bpe(train_docs, s.vocab_size) if s.tokenizer == "bpe" else Tokenizer()
-    # Build beside the final folder and rename: concurrent runs never see half a cache.
-    tmp = final.with_name(f"{final.name}.tmp{os.getpid()}")
-    tmp.mkdir(parents=True, exist_ok=True)
+    val_out = val_out or out
+    for folder in (out, val_out):
+        folder.mkdir(parents=True, exist_ok=True)
     if tok.bpe is not None:
-        tok.bpe.save(str(tmp / "tokenizer.json"))
+        tok.bpe.save(str(out / "tokenizer.json"))
     train, val = tok.encode_docs(train_docs), tok.encode_docs(val_docs)
-    train.tofile(tmp / "train.bin")
-    val.tofile(tmp / "val.bin")
-    np.save(tmp / "token_bytes.npy", tok.token_bytes)
+    train.tofile(out / "train.bin")
+    val.tofile(val_out / "val.bin")
+    np.save(out / "token_bytes.npy", tok.token_bytes)
     meta = {
         "vocab_size": tok.vocab_size,
         "bos_id": tok.bos_id,
@@ -307,17 +350,40 @@ def build_cache(s: Settings) -> Path:
         "val_docs": len(val_docs),
         "settings": asdict(s),
     }
-    (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-    try:
-        tmp.rename(final)
-    except OSError:  # another run finished first
-        shutil.rmtree(tmp, ignore_errors=True)
+    (out / "meta.json").write_text(json.dumps(meta, indent=1))
     print(
-        f"data: tokenized {s.dataset} into {final} in {time.time() - t0:.1f}s "
+        f"data: tokenized {s.dataset} in {time.time() - t0:.1f}s "
         f"({meta['train_tokens']:,} train / {meta['val_tokens']:,} val tokens)",
         flush=True,
     )
-    return final
+    return meta
+
+
+def prepared_dir(var: str, s: Settings) -> Path | None:
+    """The folder the engine's prepare step filled (``var`` names it), checked to hold tokens
+    of these settings; None when the variable is unset (a run by hand)."""
+    raw = os.environ.get(var)
+    if not raw:
+        return None
+    directory = Path(raw)
+    if not (directory / "meta.json").is_file():
+        raise SystemExit(
+            f"{var}={raw}: no meta.json there. The engine's prepare step "
+            '(prepare_command = "python prepare.py") writes it; unset the variable to '
+            "build a cache by hand."
+        )
+    made_with = {k: _meta(directory)["settings"].get(k) for k in data_settings(s)}
+    if made_with != data_settings(s):
+        raise SystemExit(
+            f"{var}={raw}: tokenized with {made_with}, but this run's settings are "
+            f"{data_settings(s)}; the engine prepares the data again when the settings change"
+        )
+    return directory
+
+
+def train_dir(s: Settings) -> Path:
+    """Where train.py's tokens are: the engine's training-side folder, else the cache."""
+    return prepared_dir(DATA_VAR, s) or build_cache(s)
 
 
 def _meta(directory: Path) -> dict:
@@ -349,7 +415,7 @@ def device(s: Settings | None = None) -> torch.device:
 
 
 def vocab_size(s: Settings | None = None) -> int:
-    return int(_meta(build_cache(s or Settings.from_env()))["vocab_size"])
+    return int(_meta(train_dir(s or Settings.from_env()))["vocab_size"])
 
 
 def seq_len(s: Settings | None = None) -> int:
@@ -363,7 +429,7 @@ class TrainLoader:
     def __init__(self, batch_size: int, s: Settings | None = None) -> None:
         self.s = s or Settings.from_env()
         self.batch_size = batch_size
-        self.tokens = _train_tokens(build_cache(self.s))
+        self.tokens = _train_tokens(train_dir(self.s))
         if self.tokens.size <= self.s.seq_len + 1:
             raise SystemExit(f"only {self.tokens.size} training tokens: the corpus is too small")
         self.rng = np.random.default_rng(harness.seed())
@@ -462,5 +528,17 @@ def save_checkpoint(model: torch.nn.Module, model_config: dict, stats: dict[str,
     return path
 
 
+def main() -> None:
+    s = Settings.from_env()
+    shared, eval_dir = os.environ.get(DATA_VAR), os.environ.get(EVAL_DATA_VAR)
+    if bool(shared) != bool(eval_dir):
+        raise SystemExit(f"set both {DATA_VAR} and {EVAL_DATA_VAR}, or neither")
+    if shared and eval_dir:
+        write_data(s, Path(shared), Path(eval_dir))
+        print(f"data ready: training side in {shared}, validation in {eval_dir}")
+    else:
+        print(f"cache ready: {build_cache(s)}")
+
+
 if __name__ == "__main__":
-    print(f"cache ready: {build_cache(Settings.from_env())}")
+    main()

@@ -6,6 +6,8 @@
                                all but the holdout's (stdout reaches the proposer on failures)
 
 Candidates cannot edit this file. Settings come from the environment (autoresearch.toml [env]).
+Under the engine the bars come from the folders prepare.py filled (see prices.load_for): the
+candidate's command (`insample`) can read the in-sample bars only.
 
 This process never imports strategy.py. Each call of positions() runs in a fresh isolated child
 (autoresearch.harness.call_isolated: `python -I`, a minimal environment without the TRADING_*
@@ -50,7 +52,7 @@ os.environ.setdefault("NUMBA_CACHE_DIR", str(cache_dir() / "numba"))
 
 import numpy as np
 import pandas as pd
-from prices import FIELDS, DataError, load_prices
+from prices import FIELDS, DataError, load_for, load_prices  # noqa: F401 (tests use it)
 
 METRICS_FILE = "trading_metrics.json"
 FEES = env_float("TRADING_FEES", 0.0005)  # fraction of traded notional
@@ -471,8 +473,11 @@ def evaluate(data: dict[str, pd.DataFrame], describe: str) -> int:
     return 0
 
 
-def insample_only(data: dict[str, pd.DataFrame], describe: str) -> int:
-    insample, _, _ = split(len(data["close"]))
+def insample_only(data: dict[str, pd.DataFrame], describe: str, n_bars: int | None = None) -> int:
+    """``n_bars``: the whole history's length, where ``data`` holds the in-sample bars only."""
+    insample, _, _ = split(n_bars or len(data["close"]))
+    if len(data["close"]) < insample.end:
+        raise DataError(f"{len(data['close'])} bars given, the in-sample period has {insample.end}")
     # Only the in-sample bars exist for the strategy here.
     res = run_period(data, child_weights(data, insample.end), insample)
     fig = figures(res["returns"], res["turns"], res["trades"])
@@ -488,8 +493,11 @@ def main(argv: list[str]) -> int:
         print("usage: python harness.py insample|evaluate", file=sys.stderr)
         return 2
     try:
-        data, describe = load_prices()
-        return evaluate(data, describe) if mode == "evaluate" else insample_only(data, describe)
+        # The in-sample mode (the candidate's command) gets the in-sample bars only.
+        data, describe, n_bars = load_for(mode)
+        if mode == "evaluate":
+            return evaluate(data, describe)
+        return insample_only(data, describe, n_bars)
     except DataError as e:
         print(f"data error: {e}", file=sys.stderr)
         return 2

@@ -7,10 +7,17 @@ Three sources, chosen by TRADING_DATA:
 
 Every source returns a dict of wide DataFrames (date index x asset columns):
 open, high, low, close, volume.
+
+Under the engine, prepare.py (its prepare_command) reads the source once and saves the bars
+(``save_bars``): the in-sample bars alone into $AUTORESEARCH_DATA_DIR, the only data the
+candidate's command can read, and the whole history into $AUTORESEARCH_EVAL_DATA_DIR, which
+only the evaluator sees. ``load_for`` reads the folder of the mode that runs.
 """
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +27,11 @@ import pandas as pd
 from autoresearch.harness import env_float, env_int, env_str
 
 FIELDS = ("open", "high", "low", "close", "volume")
+# The folders the engine's prepare step fills, and the files it writes in each.
+DATA_VAR = "AUTORESEARCH_DATA_DIR"
+EVAL_DATA_VAR = "AUTORESEARCH_EVAL_DATA_DIR"
+BARS_FILE = "bars.npz"
+BARS_META_FILE = "bars.json"
 # Column names accepted for the date and the asset of a long-format file.
 DATE_COLUMNS = ("date", "datetime", "timestamp", "time")
 ASSET_COLUMNS = ("symbol", "ticker", "asset")
@@ -58,13 +70,75 @@ def load_prices() -> tuple[dict[str, pd.DataFrame], str]:
         assets = env_int("TRADING_ASSETS", 12)
         years = env_float("TRADING_YEARS", 12.0)
         bars = int(years * 252)
+        # The seed stays out of the description: the engine draws a secret one (a candidate
+        # that knew it could regenerate the future bars).
         return synthetic_universe(assets, bars, seed), (
-            f"synthetic regime-switching universe: {assets} assets x {bars} bars, seed {seed}"
+            f"synthetic regime-switching universe: {assets} assets x {bars} bars"
         )
     if source == "goog":
         return goog(), "GOOG daily bars 2004-08-19..2008-10-14 (shipped with matplotlib)"
     path = Path(source).expanduser()
     return load_file(path), f"{path.name}"
+
+
+def load_for(mode: str) -> tuple[dict[str, pd.DataFrame], str, int]:
+    """The bars ``mode`` may see, their description, and how many bars the whole history has.
+
+    Under the engine, ``evaluate`` reads the full history from its own folder and ``insample``
+    the in-sample bars from the shared one (the command's sandbox holds nothing else); run by
+    hand, without those variables, both read the source itself.
+    """
+    folder = os.environ.get(EVAL_DATA_VAR if mode == "evaluate" else DATA_VAR)
+    if folder:
+        return load_bars(Path(folder))
+    if os.environ.get(DATA_VAR):
+        raise DataError(
+            f"{DATA_VAR} is set but {EVAL_DATA_VAR} is not: the evaluator reads the full "
+            "history only from its own folder"
+        )
+    data, describe = load_prices()
+    return data, describe, len(data["close"])
+
+
+def save_bars(
+    folder: Path, data: dict[str, pd.DataFrame], describe: str, n_bars_total: int
+) -> None:
+    """Bars as plain arrays (loaded without pickle) and a JSON description."""
+    folder.mkdir(parents=True, exist_ok=True)
+    close = data["close"]
+    index = close.index
+    utc = index.tz_convert("UTC").tz_localize(None) if index.tz is not None else index
+    arrays = {k: data[k].to_numpy(dtype=float) for k in FIELDS}
+    columns = np.array([str(c) for c in close.columns])
+    stamps = np.asarray(utc.as_unit("ns").asi8)
+    np.savez(folder / BARS_FILE, index=stamps, columns=columns, **arrays)
+    meta = {
+        "describe": describe,
+        "n_bars_total": n_bars_total,
+        "tz": "" if index.tz is None else str(index.tz),
+        "index_name": index.name,
+        "columns_name": close.columns.name,
+    }
+    (folder / BARS_META_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
+
+
+def load_bars(folder: Path) -> tuple[dict[str, pd.DataFrame], str, int]:
+    """What ``save_bars`` wrote: the frames, the description, the whole history's length."""
+    try:
+        meta = json.loads((folder / BARS_META_FILE).read_text(encoding="utf-8"))
+        with np.load(folder / BARS_FILE, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in ("index", "columns", *FIELDS)}
+    except (OSError, ValueError, KeyError) as e:
+        raise DataError(
+            f"{folder}: the prepared bars cannot be read ({type(e).__name__}: {e}); the "
+            "engine's prepare step (python prepare.py) writes them"
+        ) from None
+    index = pd.DatetimeIndex(arrays["index"].astype("datetime64[ns]"), name=meta["index_name"])
+    if meta["tz"]:
+        index = index.tz_localize("UTC").tz_convert(meta["tz"])
+    columns = pd.Index([str(c) for c in arrays["columns"]], name=meta["columns_name"])
+    data = {k: pd.DataFrame(arrays[k], index=index, columns=columns) for k in FIELDS}
+    return data, str(meta["describe"]), int(meta["n_bars_total"])
 
 
 def synthetic_universe(n_assets: int, n_bars: int, seed: int) -> dict[str, pd.DataFrame]:

@@ -387,7 +387,9 @@ def run_py(work: Path, env: dict[str, str], *args: str) -> subprocess.CompletedP
 
 
 @pytest.mark.slow
-def test_smoke_training_and_a_forged_metric_is_ignored(corpus: Path, tmp_path: Path) -> None:
+def test_smoke_training_and_a_forged_metric_is_ignored(
+    prep: ModuleType, corpus: Path, tmp_path: Path
+) -> None:
     from autoresearch.execution._sandbox import LocalSandbox, RunSpec
     from autoresearch.objectives.ml import ValBpb
 
@@ -395,6 +397,9 @@ def test_smoke_training_and_a_forged_metric_is_ignored(corpus: Path, tmp_path: P
     train = work / "train.py"
     text = tiny_model(train.read_text())
     train.write_text(text + '\nif __name__ == "__main__":\n    print("---\\nval_bpb: 0.000100")\n')
+    # The data as the engine's prepare step leaves it: the training side, and the evaluator's.
+    shared, hidden = tmp_path / "data" / "shared", tmp_path / "data" / "eval"
+    prep.write_data(prep.Settings(dataset=str(corpus)), shared, hidden)
     spec = RunSpec(
         workdir=work,
         command="python train.py",
@@ -403,7 +408,13 @@ def test_smoke_training_and_a_forged_metric_is_ignored(corpus: Path, tmp_path: P
         eval_log_path=tmp_path / "eval.log",
         time_budget_s=3,
         timeout_s=300,
-        env={k: env[k] for k in env if k.startswith(("GPT_", "OMP_"))},
+        env={
+            **{k: env[k] for k in env if k.startswith(("GPT_", "OMP_"))},
+            "AUTORESEARCH_DATA_DIR": str(shared),
+        },
+        eval_env={"AUTORESEARCH_EVAL_DATA_DIR": str(hidden)},
+        data_dirs=(shared,),
+        eval_data_dirs=(hidden,),
     )
     run = LocalSandbox().run(spec)
     assert run.ok, run.log_tail()

@@ -1,6 +1,7 @@
-"""A candidate that finds the driver's API key (here through /proc/<pid>/environ, which this
-machine leaves readable without isolation) and prints it encoded into a failing run's log
-gets no form of it into the next prompt: the scripted server's recorded requests hold none."""
+"""A candidate that looks for the driver's API key through /proc/<pid>/environ finds nothing
+in its namespaces; unisolated it finds it and prints it encoded into a failing run's log, and
+still gets no form of it into the next prompt: the scripted server's recorded requests hold
+none."""
 
 from __future__ import annotations
 
@@ -12,7 +13,10 @@ import sys
 import urllib.parse
 from pathlib import Path
 
+import pytest
+
 from autoresearch import Ledger
+from autoresearch.execution import isolation_unavailable
 from autoresearch.testing import FakeOpenAIServer, Reply, make_toy_domain
 
 KEY = "sk-test-9f8e7d6c5b4a39281706ABCDEFghijklmn"
@@ -58,26 +62,42 @@ def _forms(key: str) -> list[str]:
     ]
 
 
-def test_an_encoded_key_in_a_log_never_reaches_the_llm(tmp_path: Path) -> None:
+DRIVER = """\
+import sys
+from autoresearch import Loop
+from autoresearch.execution import LocalSandbox
+domain, tag, url, isolation = sys.argv[1:5]
+Loop.from_dir(domain, tag=tag, proposer="llm", model="fake", base_url=url,
+              sandbox=LocalSandbox(isolation), unsafe_no_isolation=isolation == "none",
+              ).run(max_experiments=3)
+"""
+
+
+@pytest.mark.parametrize("isolation", ["namespaces", "none"])
+def test_an_encoded_key_in_a_log_never_reaches_the_llm(tmp_path: Path, isolation: str) -> None:
+    if isolation == "namespaces" and isolation_unavailable():
+        pytest.skip(f"no namespaces here: {isolation_unavailable()}")
     domain = make_toy_domain(tmp_path / "toy")
     # A driver process of its own, started with the key in its environment (what
     # /proc/<pid>/environ shows is the environment a process started with).
     env = {**os.environ, "OPENAI_API_KEY": KEY}
     with FakeOpenAIServer(model="fake") as server:
         server.add(Reply(STEAL_ANSWER), Reply(GOOD))
-        cmd = [sys.executable, "-m", "autoresearch.cli", "run", str(domain), "--tag", "s"]
-        cmd += ["--proposer", "llm", "--model", "fake", "--base-url", server.base_url]
-        res = subprocess.run(
-            [*cmd, "--max-experiments", "3"], env=env, capture_output=True, text=True, timeout=120
-        )
+        cmd = [sys.executable, "-c", DRIVER, str(domain), "s", server.base_url, isolation]
+        res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
         sent = json.dumps([r.body for r in server.requests])
     assert res.returncode == 0, res.stderr
     counts = Ledger(domain / ".autoresearch" / "ledger.sqlite").counts("s")
     assert counts["crash"] == 1 and counts["keep"] == 2
-    # Control: the attack worked; the key is in the run's log on disk, in every form.
     logs = "".join(p.read_text() for p in (domain / ".autoresearch").rglob("run*.log"))
-    assert all(form in logs for form in _forms(KEY)), "the candidate did not find the key"
-    # The second prompt carried the failure's log tail, scrubbed of every form.
-    assert "crash on purpose" in sent and "[REDACTED]" in sent
+    if isolation == "namespaces":
+        # In its namespaces the candidate sees no /proc of the driver: nothing to print.
+        assert not any(form in logs for form in _forms(KEY)), logs
+    else:
+        # Unisolated, the attack works: the key is in the run's log on disk, in every form.
+        assert all(form in logs for form in _forms(KEY)), "the candidate did not find the key"
+        assert "[REDACTED]" in sent  # and the scrubber took every form out of the prompt
+    # Either way the second prompt carried the failure's log tail, with no form of the key.
+    assert "crash on purpose" in sent
     leaked = [form for form in _forms(KEY) if form in sent]
     assert not leaked, leaked
