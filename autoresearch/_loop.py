@@ -295,6 +295,7 @@ class Loop:
             s.tag,
             max_cost_usd,
             max_tokens,
+            base_files=s.workspace.files_at(s.base_commit, ["**"]),
         )
 
     @contextlib.contextmanager

@@ -87,6 +87,7 @@ class Agent(Proposer):
         self.domain_dir = domain_dir
         self.log_dir = log_dir or Layout(domain_dir).agent_logs
         self._log_dir_given = log_dir is not None
+        self._base_files: dict[str, str] = {}  # set by start: the base commit's files
 
     @classmethod
     def from_config(
@@ -95,6 +96,7 @@ class Agent(Proposer):
         return cls(config.proposer.agent, domain_dir)
 
     def start(self, settings: ProposerSettings) -> None:
+        self._base_files = dict(settings.base_files)
         if not self._log_dir_given:
             self.log_dir = Layout(settings.domain_dir).agent_logs
 
@@ -125,14 +127,10 @@ class Agent(Proposer):
             shutil.rmtree(scratch, ignore_errors=True)
 
     def _materialize(self, work: Path, files: Mapping[str, str]) -> dict[str, bytes]:
+        """The folder as the agent sees it: the base commit's files (read by the driver from
+        git, never the live checkout), with the incumbent's editable files over them."""
         work.mkdir(parents=True)
-        for rel in _tracked_files(self.domain_dir):
-            src = self.domain_dir / rel
-            if src.is_file() and not src.is_symlink():
-                dst = work / rel
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(src, dst)
-        for rel, text in files.items():
+        for rel, text in {**self._base_files, **files}.items():
             dst = work / rel
             dst.parent.mkdir(parents=True, exist_ok=True)
             dst.write_text(text, encoding="utf-8")
@@ -229,23 +227,6 @@ def _git_init(work: Path) -> None:
             subprocess.run(argv, cwd=work, env=env, capture_output=True, check=True)
         except (OSError, subprocess.CalledProcessError):
             return
-
-
-def _tracked_files(domain_dir: Path) -> list[str]:
-    """Files git tracks under the domain folder; every file but .git where it is no repo."""
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(domain_dir), "ls-files", "-z", "--cached", "--", "."],
-            capture_output=True,
-            check=True,
-        ).stdout
-        return [p for p in out.decode("utf-8", "surrogateescape").split("\0") if p]
-    except (OSError, subprocess.CalledProcessError):
-        found = []
-        for root, dirs, names in os.walk(domain_dir):
-            dirs[:] = [d for d in dirs if d not in (".git", ".autoresearch", "__pycache__")]
-            found += [str(Path(root, n).relative_to(domain_dir)) for n in names]
-        return found
 
 
 def _snapshot(work: Path, ignore: list[str]) -> dict[str, bytes]:

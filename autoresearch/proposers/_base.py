@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -39,6 +39,10 @@ class ProposerSettings:
     tag: str
     max_cost_usd: float | None = None
     max_tokens: int | None = None
+    # Every file of the domain folder at the run's base commit (text; domain-relative paths),
+    # read by the driver from git: what a proposer may show or copy of the folder, never the
+    # live checkout a candidate may have written.
+    base_files: Mapping[str, str] = field(default_factory=dict)
 
 
 class Proposer(abc.ABC):

@@ -196,3 +196,29 @@ def test_status_and_diff_import_nothing_of_the_folder(tmp_path: Path) -> None:
     )
     subprocess.run([sys.executable, "-c", code, str(toy)], check=True, timeout=60)
     assert mark.exists()
+
+
+def test_the_agents_copy_of_the_folder_is_the_bases(tmp_path: Path) -> None:
+    toy = make_toy_domain(tmp_path / "toy", git=True)
+    seen = tmp_path / "seen"
+    seen.mkdir()
+    # The agent stand-in keeps what it was shown of program.md, then proposes an attack first
+    # (it plants a new program.md in the live checkout) and a plain edit after.
+    agent_script = tmp_path / "agent.py"
+    agent_script.write_text(
+        "import pathlib, sys\n"
+        f"seen = pathlib.Path({str(seen)!r})\n"
+        "n = len(list(seen.iterdir()))\n"
+        "(seen / f'{n}.md').write_text(pathlib.Path('program.md').read_text())\n"
+        f"body = {ATTACK!r} if n == 0 else ''\n"
+        "pathlib.Path('params.py').write_text(body + f'X = {2.0 + n}\\nY = 1.0\\n')\n"
+    )
+    with (toy / "autoresearch.toml").open("a") as f:
+        f.write(f'\n[proposer.agent]\ncommand = "{sys.executable} {agent_script}"\n')
+    _git(toy, "commit", "-qam", "agent")
+    sandbox = _attacking(toy, {"program.md": HOSTILE_PROGRAM})
+    Loop.from_dir(toy, proposer="agent", sandbox=sandbox, tag="t").run(max_experiments=3)
+    assert (toy / "program.md").read_text() == HOSTILE_PROGRAM, "the plant never happened"
+    shown = [p.read_text() for p in sorted(seen.iterdir())]
+    # The second proposal came after the plant landed, and still saw the base's program.
+    assert len(shown) == 2 and all(text == TOY_PROGRAM for text in shown), shown

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from autoresearch import Context
-from autoresearch.proposers import Agent, AgentConfig
+from autoresearch import Context, load_config
+from autoresearch.proposers import Agent, AgentConfig, ProposerSettings
 from autoresearch.testing import domain_context
 
 
@@ -19,5 +19,18 @@ def context(domain: Path, params: str | None = None) -> Context:
 
 
 def agent(tmp_path: Path, command: str, **config: object) -> Agent:
+    """An Agent, started as a run starts it: with the folder's files as the base's."""
     cfg = AgentConfig(command=command, **config)  # type: ignore[arg-type]
-    return Agent(cfg, tmp_path / "toy", tmp_path / "state" / "agent-logs")
+    domain = tmp_path / "toy"
+    a = Agent(cfg, domain, tmp_path / "state" / "agent-logs")
+    base = {
+        p.relative_to(domain).as_posix(): p.read_text()
+        for p in domain.rglob("*")
+        if p.is_file() and ".git" not in p.parts
+    }
+    research, _ = load_config(domain)
+    state = tmp_path / "state"
+    a.start(
+        ProposerSettings(research, domain, state, state / "ledger.sqlite", "t", base_files=base)
+    )
+    return a
