@@ -274,7 +274,7 @@ def interpreter_paths() -> tuple[Path, ...]:
     add(Path(sys.executable).resolve().parent)
     for key in ("stdlib", "platstdlib", "purelib", "platlib"):
         add(Path(sysconfig.get_paths()[key]).resolve())
-    for entry in sys.path:
+    for entry in _clean_sys_path():
         if not entry or not os.path.isdir(entry):
             continue
         path = Path(entry).resolve()
@@ -283,6 +283,21 @@ def interpreter_paths() -> tuple[Path, ...]:
         for part in _importable_parts(path):
             add(part)
     return tuple(found)
+
+
+def _clean_sys_path() -> list[str]:
+    """``sys.path`` as a fresh ``python`` of this interpreter has it (its prefixes, and the
+    folders its site-packages' .pth files add: editable installs), not this process's (a test
+    runner's folders, the current folder)."""
+    probe = "import json, sys; print(json.dumps(sys.path))"
+    try:
+        out = subprocess.run(
+            [sys.executable, "-I", "-c", probe], capture_output=True, text=True, timeout=60
+        ).stdout
+        paths = json.loads(out)
+    except (OSError, subprocess.TimeoutExpired, ValueError):
+        return []
+    return [p for p in paths if isinstance(p, str)]
 
 
 def _importable_parts(folder: Path) -> list[Path]:
