@@ -177,6 +177,7 @@ def open_session(
         # before this one starts, resumed run or not: we hold the folder's lock now.
         ended = end_strays(marker_prefix(domain_dir))
         removed = ws.remove_all_worktrees()
+        ws.empty_trash()
         remove_stale_cgroups(marker_prefix(domain_dir))
         if ended or removed:
             messages.append(

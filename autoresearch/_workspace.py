@@ -15,6 +15,8 @@ import posixpath
 import re
 import shutil
 import stat
+import subprocess
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -330,11 +332,18 @@ class Workspace:
         # Never follows the worktree's .git file: a run may have rewritten it.
         if path.is_symlink():
             path.unlink()
-        shutil.rmtree(path, ignore_errors=True)
+        _discard_tree(path, self.state_dir / TRASH_DIR)
         if path.exists():
             git("worktree", "prune", cwd=self.repo_root, check=False, env=self._env)
         else:
             shutil.rmtree(admin, ignore_errors=True)
+
+    def empty_trash(self) -> None:
+        """Delete what earlier runs left in the trash (in the background, at idle priority)."""
+        trash = self.state_dir / TRASH_DIR
+        if trash.is_dir() and not trash.is_symlink():
+            for entry in trash.iterdir():
+                _delete_in_background(entry)
 
     def _admin_dir(self, worktree: Path) -> Path:
         # The path's digest keeps two domain folders of one repository (same tag, same
@@ -486,3 +495,38 @@ def _worktree_head(worktree: Path) -> str | None:
 
 def changed_files(before: dict[str, str], after: dict[str, str]) -> list[str]:
     return sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+
+
+# Worktrees are moved here and deleted in the background: a huge one a candidate left costs the
+# loop a rename, never the next run's time.
+TRASH_DIR = "trash"
+
+
+def _discard_tree(path: Path, trash: Path) -> None:
+    """Move ``path`` into ``trash`` (same file system: one rename) and delete it there at idle
+    priority; where the rename cannot be done, delete it in place."""
+    try:
+        trash.mkdir(parents=True, exist_ok=True)
+        target = trash / f"{path.name}-{os.getpid()}-{time.monotonic_ns()}"
+        os.rename(path, target)
+    except OSError:
+        shutil.rmtree(path, ignore_errors=True)
+        return
+    _delete_in_background(target)
+
+
+def _delete_in_background(path: Path) -> None:
+    argv = ["rm", "-rf", "--one-file-system", "--", str(path)]
+    for wrapper in (["ionice", "-c", "3"], ["nice", "-n", "19"]):
+        if shutil.which(wrapper[0]):
+            argv = [*wrapper, *argv]
+    try:
+        subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    except OSError:
+        shutil.rmtree(path, ignore_errors=True)

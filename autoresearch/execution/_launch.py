@@ -29,6 +29,8 @@ SETUP_TIMEOUT_S = 20.0
 # measurement the pause is (a huge tree is measured less often, at a bounded cost).
 DISK_POLL_S = 0.5
 DISK_POLL_FACTOR = 20.0
+# Most files and folders a run's folder may hold where disk_limit_mb is set.
+MAX_FILES = 200_000
 
 
 class SetupFailed(Exception):
@@ -255,21 +257,25 @@ class DiskBudget:
         return self.limit_mb is not None and time.monotonic() >= self._next
 
     def over(self) -> str | None:
-        """Measure now; the reason when the workdir holds more than the limit."""
+        """Measure now; the reason when the workdir holds more than the limit (in MB, or in
+        files: a million empty files take no blocks but minutes to delete)."""
         if self.limit_mb is None:
             return None
         start = time.monotonic()
-        self.used_mb = tree_mb(self.root)
+        self.used_mb, files = tree_usage(self.root)
         cost = time.monotonic() - start
         self._next = time.monotonic() + max(DISK_POLL_S, cost * DISK_POLL_FACTOR)
         if self.used_mb > self.limit_mb:
             return f"the workdir holds {self.used_mb:.0f} MB > disk_limit_mb={self.limit_mb}"
+        if files > MAX_FILES:
+            return f"the workdir holds {files} files and folders (at most {MAX_FILES})"
         return None
 
 
-def tree_mb(root: Path) -> float:
-    """Disk space the files under ``root`` take (allocated blocks; symlinks not followed)."""
-    total = 0
+def tree_usage(root: Path) -> tuple[float, int]:
+    """Disk space the files under ``root`` take (MB of allocated blocks; symlinks not
+    followed), and how many entries there are."""
+    total = count = 0
     stack = [str(root)]
     while stack:
         folder = stack.pop()
@@ -284,9 +290,10 @@ def tree_mb(root: Path) -> float:
                 except OSError:
                     continue
                 total += st.st_blocks * 512
+                count += 1
                 if entry.is_dir(follow_symlinks=False):
                     stack.append(entry.path)
-    return total / (1024 * 1024)
+    return total / (1024 * 1024), count
 
 
 @functools.cache
