@@ -316,7 +316,10 @@ class ResearchConfig(_Model):
         "unmodified files before the run gives up.",
     )
     memory_limit_mb: int | None = Field(
-        None, gt=0, description="Memory cap on the run's whole process tree (None: no cap)."
+        None,
+        gt=0,
+        description="Memory cap on the run's whole process tree, its tmpfs /tmp included "
+        "(None: 80% of the machine's memory, so the driver survives it).",
     )
     log_limit_mb: float = Field(
         10.0, gt=0, description="Log size cap; the head and the tail are kept."

@@ -4,6 +4,7 @@ gate -> record. ``Loop`` repeats it; this module knows nothing of budgets or sig
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -100,6 +101,11 @@ class Pipeline:
             in_proposer(False)
         if candidate is None:
             return None
+        candidate = dataclasses.replace(
+            candidate,
+            description=_storable(candidate.description),
+            hypothesis=_storable(candidate.hypothesis),
+        )
         exp = ledger.begin(
             self.s.tag,
             parent,
@@ -309,3 +315,13 @@ def _commit_message(candidate: Candidate, exp: int) -> str:
 
 
 __all__ = ["BudgetStop", "Outcome", "Pipeline"]
+
+
+def _storable(text: str) -> str:
+    """Text a proposer wrote, as the ledger can store it: a lone surrogate (a model's broken
+    escape, or a candidate's on purpose) is written as its escape, never a driver crash."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")

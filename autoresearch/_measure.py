@@ -219,7 +219,7 @@ class Measurer:
             eval_command=c.eval_command,
             eval_log_path=files.eval_log if c.eval_command else None,
             eval_timeout_s=c.eval_timeout_s or c.hard_timeout_s,
-            memory_limit_mb=c.memory_limit_mb,
+            memory_limit_mb=c.memory_limit_mb or default_memory_cap_mb(),
             log_limit_mb=c.log_limit_mb,
             network=c.network,
             env={**c.env, **(data.env if data else {})},
@@ -398,3 +398,13 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(json.dumps(data, indent=2, default=str))
     os.replace(tmp, path)
+
+
+def default_memory_cap_mb() -> int | None:
+    """Without ``memory_limit_mb``: 80% of this machine's memory, so that a run (its
+    processes, its tmpfs /tmp) can never take the driver down with it."""
+    try:
+        pages, size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        return None
+    return max(256, int(pages * size * 0.8 / 2**20))

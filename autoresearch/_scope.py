@@ -54,6 +54,10 @@ def check_path(raw: str, editable: Sequence[str], fixed: Sequence[str]) -> str:
         )
     if any(ord(c) < 32 or ord(c) == 127 for c in raw):
         raise ScopeError(f"{raw!r}: control characters are not allowed in a path")
+    try:
+        raw.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ScopeError(f"{raw!r}: a path must be valid UTF-8 text") from None
     norm = posixpath.normpath(raw.replace("\\", "/"))
     if norm == ".." or norm.startswith("../") or norm == ".":
         raise ScopeError(f"{raw!r}: path escapes the research folder")

@@ -49,6 +49,8 @@ _HIDDEN_DIRS = ("/etc/ssh", "/etc/ssl/private", "/etc/sudoers.d", "/etc/security
 # A minimal /dev: the data nodes and the standard streams (no terminals, no /dev/full);
 # cheaper to set up than bubblewrap's --dev, and nothing a run needs is missing.
 _DEV_ARGS = (
+    "--size",
+    str(1 << 20),
     "--tmpfs",
     "/dev",
     *(
@@ -155,7 +157,9 @@ def bwrap_argv(m: Mounts, *, info_fd: int | None = None, block_fd: int | None = 
     argv += ["--bind", str(m.workdir), str(m.workdir)]
     for dest, src in sorted(m.read_only_files.items()):
         argv += ["--ro-bind", str(src), str(dest)]
-    argv += ["--chdir", str(m.workdir), "--"]
+    # The sandbox's own root (a tmpfs holding the mount points) read-only last: what a run
+    # writes goes to its folder, /tmp, /dev/shm or its caches, each of them limited.
+    argv += ["--remount-ro", "/", "--chdir", str(m.workdir), "--"]
     return argv
 
 

@@ -103,7 +103,7 @@ class Launch:
             if time.monotonic() > deadline:
                 return "network = true: pasta did not come up in time"
             time.sleep(0.005)
-        return None
+        return _block_host_addresses(pid)
 
     def close(self) -> None:
         for fd in (*self._fds_to_close, self._info_r, self._block_w):
@@ -244,11 +244,12 @@ def fixed_file_binds(
 
 
 class DiskBudget:
-    """A checked budget for what the workdir holds: measured while the run goes (never more
-    often than its cost allows) and once at its end."""
+    """A checked budget for what the workdir (and the candidates' cache, which the run may
+    write) holds: measured while the run goes (never more often than its cost allows) and
+    once at its end."""
 
-    def __init__(self, root: Path, limit_mb: int | None) -> None:
-        self.root = root
+    def __init__(self, roots: list[Path], limit_mb: int | None) -> None:
+        self.roots = roots
         self.limit_mb = limit_mb
         self._next = 0.0
         self.used_mb = 0.0
@@ -262,13 +263,20 @@ class DiskBudget:
         if self.limit_mb is None:
             return None
         start = time.monotonic()
-        self.used_mb, files = tree_usage(self.root)
+        usage = [tree_usage(root) for root in self.roots]
+        self.used_mb, files = sum(u[0] for u in usage), sum(u[1] for u in usage)
         cost = time.monotonic() - start
         self._next = time.monotonic() + max(DISK_POLL_S, cost * DISK_POLL_FACTOR)
         if self.used_mb > self.limit_mb:
-            return f"the workdir holds {self.used_mb:.0f} MB > disk_limit_mb={self.limit_mb}"
+            return (
+                f"the workdir and the candidates' cache hold {self.used_mb:.0f} MB > "
+                f"disk_limit_mb={self.limit_mb}"
+            )
         if files > MAX_FILES:
-            return f"the workdir holds {files} files and folders (at most {MAX_FILES})"
+            return (
+                f"the workdir and the candidates' cache hold {files} files and folders "
+                f"(at most {MAX_FILES})"
+            )
         return None
 
 
@@ -324,3 +332,60 @@ def timeout_reason(
         "without finishing; a slow start needs startup_allowance_s raised (or the command "
         "should call autoresearch.harness.budget_started())"
     )
+
+
+def trim_cache(cache: Path | None, limit_mb: int | None) -> bool:
+    """Empty the candidates' shared cache when it holds more than half the disk budget (a
+    run that filled it must not leave the next one without room). Returns whether it did."""
+    if cache is None or limit_mb is None or not cache.is_dir():
+        return False
+    used_mb, files = tree_usage(cache)
+    if used_mb <= limit_mb / 2 and files <= MAX_FILES // 2:
+        return False
+    shutil.rmtree(cache, ignore_errors=True)
+    cache.mkdir(parents=True, exist_ok=True)
+    return True
+
+
+def host_addresses() -> list[str]:
+    """Every address of this machine's interfaces (a bridge, a VPN, one added to lo): through
+    pasta, a connection to any of them would reach the host's services bound to 0.0.0.0."""
+    try:
+        out = subprocess.run(
+            ["ip", "-j", "addr"], capture_output=True, text=True, timeout=SETUP_TIMEOUT_S
+        ).stdout
+        interfaces = json.loads(out)
+    except (OSError, subprocess.TimeoutExpired, ValueError):
+        return []
+    found = []
+    for interface in interfaces if isinstance(interfaces, list) else []:
+        for info in interface.get("addr_info", []):
+            if info.get("family") in ("inet", "inet6") and isinstance(info.get("local"), str):
+                found.append(info["local"])
+    return found
+
+
+def _block_host_addresses(pid: int) -> str | None:
+    """Inside the sandbox's network namespace, a route to each host address is unreachable;
+    its own addresses (pasta copies the host's main one) stay local, and it cannot change
+    routes (no capability in its namespace). None when done, else why not."""
+    lines = []
+    for address in host_addresses():
+        lines.append(f"route add unreachable {address}/{128 if ':' in address else 32}\n")
+    if not lines:
+        return None
+    try:
+        res = subprocess.run(
+            ["nsenter", f"--net=/proc/{pid}/ns/net", "ip", "-force", "-batch", "-"],
+            input="".join(lines),
+            capture_output=True,
+            text=True,
+            timeout=SETUP_TIMEOUT_S,
+        )
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"network = true: cannot fence off the host's addresses ({e})"
+    # -force goes on past an address that is already a route (link-local ones); a failure of
+    # every line means the namespace was not reached.
+    if res.returncode != 0 and res.stderr.count("\n") >= len(lines):
+        return f"network = true: cannot fence off the host's addresses ({res.stderr.strip()})"
+    return None

@@ -26,6 +26,7 @@ from autoresearch.execution._launch import (
     plain_launch,
     sandboxed_launch,
     timeout_reason,
+    trim_cache,
 )
 from autoresearch.execution._pristine import (
     BUDGET_FILE_VAR,
@@ -115,6 +116,8 @@ class LocalSandbox(Sandbox):
             if folder is not None:
                 folder.mkdir(parents=True, exist_ok=True)
         command_env = dict(env)
+        if trim_cache(spec.cache_dir, spec.disk_limit_mb):
+            self._note("the candidates' cache outgrew half of disk_limit_mb and was emptied")
         if spec.cache_dir is not None:
             command_env["AUTORESEARCH_CACHE_DIR"] = str(spec.cache_dir)
         status, reason, code, wall, peak = self._run_one(
@@ -270,7 +273,8 @@ class LocalSandbox(Sandbox):
             return Status.INTERRUPTED, "interrupted", None, 0.0, 0.0
         budget_file = env.get(BUDGET_FILE_VAR) if after_signal_s is not None else None
         signal_dir = os.path.dirname(budget_file) if budget_file else None
-        disk = DiskBudget(spec.workdir, spec.disk_limit_mb if role == "command" else None)
+        roots = [spec.workdir, *([spec.cache_dir] if spec.cache_dir is not None else [])]
+        disk = DiskBudget(roots, spec.disk_limit_mb if role == "command" else None)
         log_limit = int(spec.log_limit_mb * 1024 * 1024)
         self._wake.clear()
         start = time.monotonic()

@@ -47,6 +47,12 @@ MODEL_CALL_TIMEOUT_S = 600.0
 LogitsFn = Callable[[np.ndarray], torch.Tensor]
 
 
+def scored_rows(n_tokens: int, seq_len: int, batch: int) -> int:
+    """Rows score() uses: each takes seq_len + 1 tokens, in whole batches."""
+    rows = n_tokens // (seq_len + 1)
+    return rows - rows % max(1, min(batch, rows))
+
+
 @torch.no_grad()
 def score(
     logits_fn: LogitsFn,
@@ -59,21 +65,23 @@ def score(
     """(val_bpb, causality error) from one stream of batches, scoring and checking interleaved.
 
     val_bpb = summed cross-entropy (nats) of the targets / their summed UTF-8 bytes / ln 2, over
-    rows of ``seq_len`` tokens back to back (document separators hold no bytes and count in
+    rows of ``seq_len`` inputs, one token apart (document separators hold no bytes and count in
     neither sum). Check rows keep a scored row up to position t, take the rest from another row
     (the token at t+1 always differs) and must give the same logits at t: the largest change,
     relative to the logits' scale, is the causality error (~0 for a causal model). Check batches
     have the scoring shape and come in random order (os.urandom) among the scoring batches, so
     the model cannot tell them apart by shape or position in the stream.
     """
-    rows = (tokens.size - 1) // seq_len
+    rows = scored_rows(tokens.size, seq_len, batch)
     if rows < 1:
         raise SystemExit(f"only {tokens.size} validation tokens: need more than {seq_len}")
     batch = min(batch, rows)
-    rows -= rows % batch  # every batch has the same shape
-    n = rows * seq_len
-    x_all = tokens[:n].astype(np.int64).reshape(rows, seq_len)
-    y_all = torch.from_numpy(tokens[1 : n + 1].astype(np.int64)).view(rows, seq_len)
+    # Row i is tokens[i*(seq_len+1) :][: seq_len + 1]: its last target is a token no row holds
+    # as input, so no position can read its target from another row of the batch (the check
+    # rows below catch a peek within the row).
+    starts = np.arange(rows)[:, None] * (seq_len + 1) + np.arange(seq_len)[None, :]
+    x_all = tokens[starts].astype(np.int64)
+    y_all = torch.from_numpy(tokens[starts + 1].astype(np.int64))
     nbytes_of = torch.from_numpy(token_bytes.astype(np.int64))
     vocab = token_bytes.size
 
@@ -227,8 +235,7 @@ def main() -> None:
     stats = ckpt["stats"]  # train.py's own figures, recorded beside val_bpb, not trusted
     eval_s = time.time() - t0
     params = sum(v.numel() for v in ckpt["state_dict"].values())
-    rows = (tokens.size - 1) // s.seq_len
-    scored = rows - rows % min(s.eval_batch, rows)  # as score() does: whole batches only
+    scored = scored_rows(tokens.size, s.seq_len, s.eval_batch)
     print_summary(
         {
             "val_bpb": bpb,

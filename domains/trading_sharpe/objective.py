@@ -21,7 +21,6 @@ as a multiple of equity.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -36,6 +35,7 @@ from autoresearch import (
     Objective,
     RunResult,
     Status,
+    load_run_json,
 )
 
 # Figures copied from each section of the JSON into the Measurement.
@@ -78,13 +78,9 @@ class SharpeObjective(Objective):
         self.periods_per_year = periods_per_year
 
     def _load(self, run: RunResult) -> dict[str, Any]:
-        path = run.workdir / self.metrics_file
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise MetricMissing(f"the eval wrote no {self.metrics_file} in {run.workdir}") from None
-        except json.JSONDecodeError as e:
-            raise MetricMissing(f"{self.metrics_file} is not valid JSON: {e}") from None
+        # A regular file of bounded size only: a candidate may have left a link to /dev/zero
+        # (or a FIFO) in its place, which would hang the driver or fill its memory.
+        data = load_run_json(run.workdir / self.metrics_file)
         if not isinstance(data, dict) or not isinstance(data.get("validation"), dict):
             raise MetricMissing(f"{self.metrics_file} has no 'validation' section")
         return data

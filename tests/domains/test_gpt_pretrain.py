@@ -621,3 +621,31 @@ def test_loop_ignores_forged_metrics_and_rejects_harness_edits(tmp_path: Path) -
     assert forged["status"] in ("keep", "discard"), rows
     assert 1.0 < float(forged["val_bpb"]) < 10.0  # the real value, not the forged one
     assert summary.best_value is not None and summary.best_value > 1.0
+
+
+def test_no_row_of_a_batch_holds_another_rows_target(evaluator: ModuleType) -> None:
+    """The one position the causality check cannot cover (a row's last) could read its target
+    from the next row of the batch, were rows back to back; one token apart, nothing is there."""
+    import torch
+
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(1, VOCAB, 8192 + 1).astype(np.uint16)
+    token_bytes = np.ones(VOCAB, np.int32)
+
+    def honest(x: np.ndarray) -> torch.Tensor:
+        return torch.zeros((*x.shape, VOCAB))
+
+    def next_row(x: np.ndarray) -> torch.Tensor:
+        out = torch.zeros((*x.shape, VOCAB))
+        for r in range(x.shape[0] - 1):  # the row after mine: is its first token my target?
+            out[r, -1, int(x[r + 1, 0])] = 30.0
+        return out
+
+    fair, _ = evaluator.score(honest, tokens, token_bytes, 64, 16)
+    peek, err = evaluator.score(next_row, tokens, token_bytes, 64, 16)
+    assert err == 0.0  # the check cannot see it: the layout must make it worthless
+    assert peek > fair
+    # Control: with rows back to back, the same model would gain (its guess is the target).
+    starts = np.arange(16)[:, None] * 64 + np.arange(64)[None, :]
+    x = tokens[starts].astype(np.int64)
+    assert all(x[r + 1, 0] == tokens[(r + 1) * 64] for r in range(15))

@@ -204,3 +204,25 @@ class TestSharpeObjectiveContract(ObjectiveContract):
 
     def write_run_files(self, workdir: Path) -> None:
         (workdir / "trading_metrics.json").write_text(json.dumps(_report()))
+
+
+@pytest.mark.parametrize("target", ["/dev/zero", "fifo", "real.json"])
+def test_a_planted_link_or_special_file_is_never_read(tmp_path: Path, target: str) -> None:
+    """A candidate's link at the metrics path (to /dev/zero: the driver would read without
+    end; to a FIFO: it would hang; to a file of its own) is refused, never followed."""
+    import os
+
+    metrics = tmp_path / "trading_metrics.json"
+    if target == "fifo":
+        os.mkfifo(metrics)
+    else:
+        if target == "real.json":
+            (tmp_path / "real.json").write_text(json.dumps(_report()))
+        metrics.symlink_to(target if target.startswith("/") else tmp_path / target)
+    run = _run(tmp_path, None, printed=_summary(_report()))
+    with pytest.raises(MetricMissing, match="not a regular file"):
+        SharpeObjective().measure(run)
+    # Control: the same report in a plain file is read.
+    metrics.unlink()
+    metrics.write_text(json.dumps(_report()))
+    assert SharpeObjective().measure(run).primary == 1.2

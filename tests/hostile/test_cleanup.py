@@ -66,4 +66,4 @@ def test_too_many_files_fail_the_run(
         assert run.ok, run.reason
     else:
         # Caught while it writes (or at the end): never a silent pass.
-        assert not run.ok and re.search(r"holds \d+ files and folders \(at most 500\)", run.reason)
+        assert not run.ok and re.search(r"hold \d+ files and folders \(at most 500\)", run.reason)

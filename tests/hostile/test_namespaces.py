@@ -455,3 +455,59 @@ def test_the_sandbox_is_gone_when_the_driver_is_killed(tmp_path: Path) -> None:
 def _pastas_for(tmp_path: Path) -> list[str]:
     out = subprocess.run(["pgrep", "-a", "pasta"], capture_output=True, text=True).stdout
     return [line for line in out.splitlines() if "autoresearch-launch" in line]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_network_true_cannot_reach_the_hosts_other_addresses(tmp_path: Path, mode: str) -> None:
+    """Through pasta, any address of the host (a bridge, a VPN, one on lo) would lead to its
+    services bound to 0.0.0.0: in namespaces each is unreachable."""
+    if network_stack_unavailable() is not None or os.geteuid() != 0:
+        pytest.skip("needs pasta, and root to add an address to lo for the test")
+    address = "10.99.173.1"
+    subprocess.run(["ip", "addr", "add", f"{address}/32", "dev", "lo"], check=True)
+    srv = socket.socket()
+    try:
+        srv.bind(("0.0.0.0", 0))
+        srv.listen(4)
+        port = srv.getsockname()[1]
+        code = f"""
+        import socket
+        try:
+            socket.create_connection(("{address}", {port}), timeout=3)
+            print("REACHED THE HOST")
+        except OSError as e:
+            print("blocked:", e)
+        """
+        _, log = _run(tmp_path, mode, code, network=True)
+    finally:
+        srv.close()
+        subprocess.run(["ip", "addr", "del", f"{address}/32", "dev", "lo"], check=False)
+    if mode == "namespaces":
+        assert "REACHED THE HOST" not in log and "blocked:" in log, log
+    else:
+        assert "REACHED THE HOST" in log, log
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_sandbox_root_is_read_only(tmp_path: Path, mode: str) -> None:
+    """Writes go to the run's folder, /tmp or /dev/shm (each limited), never to an unbounded
+    tmpfs root or the machine's /."""
+    target = tmp_path / "outside-the-folder"
+    _, log = _run(
+        tmp_path,
+        mode,
+        f"""
+        for p in ("/fill", "/dev/fill", "{target}"):
+            try:
+                open(p, "wb").write(b"x" * (2 << 20))
+                print("WROTE", p)
+            except OSError as e:
+                print("refused", p, e.strerror)
+        """,
+    )
+    if mode == "namespaces":
+        # (That path is under /tmp: the write lands in the sandbox's own /tmp, gone with it.)
+        assert "WROTE /fill" not in log and "WROTE /dev/fill" not in log, log
+        assert not target.exists()
+    else:
+        assert target.exists(), log
