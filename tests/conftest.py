@@ -32,6 +32,22 @@ def namespaces() -> None:
     pytest.skip(f"no namespaces here: {why}")
 
 
+def path_without_bwrap(tmp_path: Path) -> str:
+    """A PATH with every program of this one but bubblewrap: a driver started with it runs
+    its candidates unisolated (as on a machine without the package)."""
+    bin_dir = tmp_path / "bin-without-bwrap"
+    bin_dir.mkdir(exist_ok=True)
+    for folder in os.environ["PATH"].split(os.pathsep):
+        if not os.path.isdir(folder):
+            continue
+        for name in os.listdir(folder):
+            target, src = bin_dir / name, os.path.join(folder, name)
+            usable = os.path.isfile(src) and os.access(src, os.X_OK)
+            if name != "bwrap" and not target.exists() and usable:
+                target.symlink_to(src)
+    return str(bin_dir)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_caches(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch

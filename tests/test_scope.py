@@ -9,6 +9,7 @@ import pytest
 from conftest import git, ledger_records
 
 from autoresearch import Candidate, Cause, Edit, Loop, Status
+from autoresearch.execution import LocalSandbox
 from autoresearch.testing import FakeSandbox, Scripted
 
 
@@ -83,11 +84,15 @@ def test_unwritable_or_unencodable_edits_are_invalid(toy: Path) -> None:
 
 
 def test_run_that_rewrites_a_fixed_file_is_invalid(toy: Path) -> None:
+    """Unisolated, the after-run check finds the change (in namespaces the fixed file is
+    read-only and the write fails the run: tests/test_baseline.py, tests/hostile)."""
     sneaky = Candidate(
         "rewrites the harness",
         (Edit("params.py", content="open('run.py', 'a').write('# tampered')\nX = 3.0\nY = 1.0\n"),),
     )
-    Loop.from_dir(toy, proposer=Scripted([sneaky]), tag="tamper").run()
+    Loop.from_dir(
+        toy, proposer=Scripted([sneaky]), tag="tamper", sandbox=LocalSandbox("none")
+    ).run()
     r = ledger_records(toy)[-1]
     assert r.status is Status.INVALID and "files changed during the run: run.py" in r.reason
     assert r.cause is Cause.FILES_CHANGED

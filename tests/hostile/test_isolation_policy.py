@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import path_without_bwrap
 
 from autoresearch import IsolationError, Loop
 from autoresearch.proposers import LLM, Knob, Scripted
@@ -73,25 +74,9 @@ def test_an_isolated_sandbox_needs_no_opt_out(tmp_path: Path) -> None:
     assert loop.isolation_notes == []
 
 
-def _path_without_bwrap(tmp_path: Path) -> str:
-    """A PATH with every program of this one but bubblewrap."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for folder in os.environ["PATH"].split(os.pathsep):
-        if not os.path.isdir(folder):
-            continue
-        for name in os.listdir(folder):
-            target = bin_dir / name
-            if name != "bwrap" and not target.exists():
-                src = os.path.join(folder, name)
-                if os.access(src, os.X_OK) and os.path.isfile(src):
-                    target.symlink_to(src)
-    return str(bin_dir)
-
-
 def test_the_cli_refuses_then_runs_with_the_flag(tmp_path: Path) -> None:
     toy = make_toy_domain(tmp_path / "toy", git=True)
-    env = {**os.environ, "PATH": _path_without_bwrap(tmp_path), "OPENAI_API_KEY": "sk-x" * 8}
+    env = {**os.environ, "PATH": path_without_bwrap(tmp_path), "OPENAI_API_KEY": "sk-x" * 8}
     assert shutil.which("bwrap", path=env["PATH"]) is None
     with FakeOpenAIServer(model="fake") as server:
         server.add(Reply(GOOD))
