@@ -16,6 +16,8 @@ of reach.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import functools
 import json
 import os
@@ -249,7 +251,14 @@ def _system_args(hide: bool = True) -> tuple[str, ...]:
 def _empty_dir() -> str:
     """An empty folder of the driver's, bound read-only over the folders a run must not see
     (one mount each, where a tmpfs made read-only takes two)."""
-    return tempfile.mkdtemp(prefix="autoresearch-empty-")
+    path = tempfile.mkdtemp(prefix="autoresearch-empty-")
+    atexit.register(_remove_empty_dir, path)
+    return path
+
+
+def _remove_empty_dir(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.rmdir(path)
 
 
 def _proc_files() -> list[str]:
