@@ -32,6 +32,15 @@ def namespaces() -> None:
     pytest.skip(f"no namespaces here: {why}")
 
 
+@pytest.fixture(params=["namespaces", "none"])
+def isolation(request: pytest.FixtureRequest) -> str:
+    """Each test that takes it runs twice: in namespaces (the ``namespaces`` fixture decides
+    whether it can) and unisolated (the control, or the layer beneath)."""
+    if request.param == "namespaces":
+        request.getfixturevalue("namespaces")
+    return str(request.param)
+
+
 def path_without_bwrap(tmp_path: Path) -> str:
     """A PATH with every program of this one but bubblewrap: a driver started with it runs
     its candidates unisolated (as on a machine without the package)."""

@@ -80,12 +80,7 @@ def _wait_for(pattern: str, timeout_s: float = 60) -> list[int]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("isolation", ["namespaces", "none"])
-def test_resume_after_sigkill_of_the_driver(
-    toy: Path, tmp_path: Path, isolation: str, request: pytest.FixtureRequest
-) -> None:
-    if isolation == "namespaces":
-        request.getfixturevalue("namespaces")
+def test_resume_after_sigkill_of_the_driver(toy: Path, tmp_path: Path, isolation: str) -> None:
     path = path_without_bwrap(tmp_path) if isolation == "none" else None
     sleep_s = f"{200 + uuid.uuid4().int % 10**6 / 10**6:.6f}"
     script = _script(toy, sleep_s)
