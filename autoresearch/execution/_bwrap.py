@@ -185,17 +185,19 @@ def _base_argv(m: Mounts, fds: Sequence[str] = ()) -> list[str]:
     exe = shutil.which("bwrap") or "bwrap"
     argv = [exe, *_namespace_args(m), *fds]
     argv += _system_args(hide=m.hide_secrets)
-    for path in interpreter_paths():
-        argv += ["--ro-bind", str(path), str(path)]
+    # The fresh file systems first, the binds after: a checkout, a venv or a run's folder
+    # under /tmp is bound on top of the sandbox's own /tmp, never hidden by it.
     argv += ["--proc", "/proc"] if m.proc else _proc_files()
     argv += _DEV_ARGS
+    size = [] if m.tmp_limit_mb is None else ["--size", str(m.tmp_limit_mb * 1024 * 1024)]
+    argv += [*size, "--tmpfs", "/tmp", "--dir", SANDBOX_HOME]
+    argv += [*size, "--tmpfs", "/dev/shm"]
     for dev in m.devices:
         argv += ["--dev-bind", dev, dev]
     if m.devices:  # the NVIDIA driver reads its PCI devices there
         argv += ["--ro-bind", "/sys", "/sys"]
-    size = [] if m.tmp_limit_mb is None else ["--size", str(m.tmp_limit_mb * 1024 * 1024)]
-    argv += [*size, "--tmpfs", "/tmp", "--dir", SANDBOX_HOME]
-    argv += [*size, "--tmpfs", "/dev/shm"]
+    for path in interpreter_paths():
+        argv += ["--ro-bind", str(path), str(path)]
     # "-try": a data path that does not exist (yet) is simply not there for the run.
     for path in m.read_only_dirs:
         argv += ["--ro-bind-try", str(path), str(path)]

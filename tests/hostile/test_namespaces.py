@@ -511,3 +511,32 @@ def test_the_sandbox_root_is_read_only(tmp_path: Path, mode: str) -> None:
         assert not target.exists()
     else:
         assert target.exists(), log
+
+
+def test_an_interpreter_under_tmp_is_not_hidden_by_the_sandboxs_tmp(tmp_path: Path) -> None:
+    """A checkout (its venv, its editable package) under /tmp: the sandbox's own /tmp must not
+    cover it. Here a venv made under the test's temp folder runs a command in namespaces."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    # This project's packages and source, the way an install under /tmp would have them.
+    site = next(venv.glob("lib/python*/site-packages"))
+    here = [p for p in sys.path if p.endswith("site-packages") and os.path.isdir(p)]
+    root = Path(__file__).resolve().parents[2]
+    (site / "project.pth").write_text("\n".join([*here, str(root)]) + "\n")
+    code = (
+        "import sys\n"
+        "from autoresearch.execution import LocalSandbox, RunSpec\n"
+        "from pathlib import Path\n"
+        "w = Path(sys.argv[1]); w.mkdir()\n"
+        "r = LocalSandbox('namespaces').run(RunSpec(workdir=w, command='python -c \"import "
+        "sys, autoresearch; print(sys.prefix)\"', log_path=w.parent / 'l.log', "
+        "time_budget_s=20, timeout_s=30))\n"
+        "print(r.ok, (w.parent / 'l.log').read_text())\n"
+    )
+    out = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", code, str(tmp_path / "work")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.stdout.startswith("True") and str(venv) in out.stdout, out.stdout + out.stderr
