@@ -300,7 +300,10 @@ def test_causality_check_rejects_peeking(evaluator: ModuleType, model: object) -
 
 
 def test_check_batches_look_like_scoring_batches(evaluator: ModuleType) -> None:
-    scoring = val_tokens()[: 64 * 64].astype(np.int64).reshape(4, 16, 64)
+    # 64 rows of 64 inputs, one token apart (each row takes 65 tokens): 4 scoring batches.
+    tokens = val_tokens(64 * 65)
+    starts = np.arange(64)[:, None] * 65 + np.arange(64)[None, :]
+    scoring = tokens[starts].astype(np.int64).reshape(4, 16, 64)
     first_is_scoring = set()
     for _ in range(20):
         seen: list[np.ndarray] = []
@@ -309,7 +312,7 @@ def test_check_batches_look_like_scoring_batches(evaluator: ModuleType) -> None:
             seen.append(x.copy())
             return causal(x)
 
-        evaluator.score(spy, val_tokens(), np.ones(VOCAB, np.int32), 64, 16)
+        evaluator.score(spy, tokens, np.ones(VOCAB, np.int32), 64, 16)
         assert {x.shape for x in seen} == {(16, 64)}
         kinds = [any(np.array_equal(x, s) for s in scoring) for x in seen]
         assert kinds.count(True) == 4 and kinds.count(False) == 4  # 63 positions -> 64 rows
