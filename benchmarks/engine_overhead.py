@@ -38,17 +38,21 @@ def main() -> None:
     parser.add_argument("--experiments", type=int, default=60)
     parser.add_argument("--isolation-pairs", type=int, default=40)
     args = parser.parse_args()
-    loop_overhead(args.experiments)
-    isolation_overhead(args.isolation_pairs)
+    for network in (False, True):
+        loop_overhead(args.experiments, network)
+    for network in (False, True):
+        isolation_overhead(args.isolation_pairs, network)
 
 
-def loop_overhead(experiments: int) -> None:
+def loop_overhead(experiments: int, network: bool) -> None:
+    print(f"the loop, network = {str(network).lower()}:")
     with tempfile.TemporaryDirectory() as tmp:
         domain = make_toy_domain(Path(tmp) / "bench", command="true", git=True)
         (domain / "autoresearch.toml").write_text(
             (domain / "autoresearch.toml")
             .read_text()
             .replace('metric = "score"', 'class = "bench_objective:Const"')
+            .replace("time_budget_s =", f"network = {str(network).lower()}\ntime_budget_s =")
         )
         (domain / "bench_objective.py").write_text(
             "from autoresearch import Measurement, Objective\n"
@@ -112,7 +116,7 @@ def loop_overhead(experiments: int) -> None:
     )
 
 
-def isolation_overhead(pairs: int) -> None:
+def isolation_overhead(pairs: int, network: bool) -> None:
     why = isolation_unavailable()
     if why is not None:
         print(f"isolation: not measured ({why})")
@@ -132,7 +136,7 @@ def isolation_overhead(pairs: int) -> None:
             memory_limit_mb=1024,
             pids_limit=256,
             disk_limit_mb=1024,
-            network=False,
+            network=network,
             fixed_files={"evaluate.py": (work / "evaluate.py").read_bytes()},
         )
         sandboxes = {"namespaces": LocalSandbox("namespaces"), "none": LocalSandbox("none")}
@@ -150,7 +154,10 @@ def isolation_overhead(pairs: int) -> None:
     bare_ms = statistics.median(times["none"]) * 1000
     isolated_ms = statistics.median(times["namespaces"]) * 1000
     added = statistics.median(added_ms)
-    print(f"isolation, {pairs} interleaved pairs (a command and an evaluator each):")
+    print(
+        f"isolation, network = {str(network).lower()}, {pairs} interleaved pairs "
+        "(a command and an evaluator each):"
+    )
     print(f"  run without namespaces:      {bare_ms:.1f} ms (median)")
     print(f"  run in namespaces:           {isolated_ms:.1f} ms (median)")
     print(
