@@ -4,10 +4,10 @@ namespaces (bubblewrap) and process containment (cgroups, run markers, capped lo
 from autoresearch._registry import publish as _publish
 from autoresearch.execution._bwrap import (
     exposed_without_isolation,
-    gpu_devices,
     isolation_unavailable,
     network_stack_unavailable,
 )
+from autoresearch.execution._gpu import gpu_devices
 from autoresearch.execution._sandbox import LocalSandbox, RunSpec, Sandbox
 
 __all__ = [

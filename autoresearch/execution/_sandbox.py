@@ -15,6 +15,7 @@ from typing import Literal
 
 from autoresearch._types import RunResult, Status
 from autoresearch.execution import _bwrap
+from autoresearch.execution._gpu import gpu_devices
 from autoresearch.execution._launch import (
     DISK_POLL_S,
     DiskBudget,
@@ -230,7 +231,7 @@ class LocalSandbox(Sandbox):
             read_only_files=fixed_file_binds(spec.workdir, spec.fixed_files, pristine),
             read_only_dirs=tuple(readable),
             writable_dirs=tuple(writable),
-            devices=_bwrap.gpu_devices(spec.gpu_ids),
+            devices=gpu_devices(spec.gpu_ids),
             tmp_limit_mb=spec.disk_limit_mb,
             nested=role == "eval",
         )
