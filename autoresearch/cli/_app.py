@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
@@ -49,24 +49,42 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# Markup and emoji codes off: every string is printed as it is. Descriptions, reasons, log
+# tails, metric names, tags and paths may hold "[/]" or ":x:" (a crash, or text eaten); the
+# only styles are those of the Text pieces built here.
+console = Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
 
-_STATUS_STYLE = {
-    "keep": "green",
-    "discard": "dim",
-    "crash": "red",
-    "timeout": "red",
-    "oom": "red",
-    "invalid": "yellow",
-    "gate_failed": "magenta",
-    "interrupted": "yellow",
+# Every Status has its style (a StrEnum: the status view looks them up by the value).
+_STATUS_STYLE: dict[Status, str] = {
+    Status.KEEP: "green",
+    Status.DISCARD: "dim",
+    Status.CRASH: "red",
+    Status.TIMEOUT: "red",
+    Status.OOM: "red",
+    Status.INVALID: "yellow",
+    Status.GATE_FAILED: "magenta",
+    Status.INTERRUPTED: "yellow",
+    Status.RUNNING: "cyan",
 }
+
+# C0 and C1 control characters but newline and tab: ESC would let a candidate's text recolour
+# or clear the terminal, CR overwrite the line before it.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _plain(text: str) -> str:
+    """``text`` with its control characters shown as ``\\xNN`` escapes."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def _note(message: str) -> Text:
+    return Text.assemble(("·", "cyan"), " ", _plain(message))
 
 
 def _fail(message: str, code: int) -> typer.Exit:
-    # Escaped: messages name config tables like [proposer.llm], which rich would eat as markup.
-    err.print(f"[red]error:[/red] {escape(message)}")
+    # Plain: messages name config tables like [proposer.llm] and quote a run's log.
+    err.print(Text.assemble(("error:", "red"), " ", _plain(message)))
     return typer.Exit(code)
 
 
@@ -120,22 +138,23 @@ class _Printer:
 
     def __call__(self, event: Event) -> None:
         if event.kind != "experiment" or event.record is None:
-            console.print(f"[cyan]·[/cyan] {escape(event.message)}")
+            console.print(_note(event.message))
             return
         r = event.record
         self.done += 1
         if self.bar is not None:
             self.bar.update(self._task, completed=self.done if self.total else event.elapsed_s)
-        style = _STATUS_STYLE.get(r.status.value, "")
         minutes, seconds = divmod(int(event.elapsed_s), 60)
         progress = f"[{self.done}/{self.total}] " if self.total else ""
-        why = escape(r.reason)
-        reason = f" [dim]({why})[/dim]" if r.status is not Status.KEEP and r.reason else ""
-        console.print(
-            f"{progress}#{r.id:<4} [{style}]{r.status.value:<11}[/{style}] "
-            f"{self.metric} {_fmt(r.value):<10} best {_fmt(event.best_value):<10} "
-            f"{minutes:02d}:{seconds:02d}  {escape(r.description[:70])}{reason}"
+        line = Text.assemble(
+            f"{progress}#{r.id:<4} ",
+            (f"{r.status.value:<11}", _STATUS_STYLE.get(r.status, "")),
+            f" {_plain(self.metric)} {_fmt(r.value):<10} best {_fmt(event.best_value):<10} "
+            f"{minutes:02d}:{seconds:02d}  {_plain(r.description[:70])}",
         )
+        if r.status is not Status.KEEP and r.reason:
+            line.append(f" ({_plain(r.reason)})", style="dim")
+        console.print(line)
 
 
 @app.command()
@@ -199,7 +218,7 @@ def run(
     with _user_errors():
         domain, note = resolve_domain(target, workdir)
         if note:
-            console.print(f"[cyan]·[/cyan] {note}")
+            console.print(_note(note))
         printer = _Printer("value", max_experiments, max_hours)
         loop = Loop.from_dir(
             domain,
@@ -219,9 +238,12 @@ def run(
         )
         printer.metric = loop.config.objective.metric or "value"
         console.print(
-            f"[bold]autoresearch[/bold] {domain.name}: {printer.metric} "
-            f"({loop.config.objective.direction}), preset {loop.preset or '-'}, "
-            f"acceptance {loop.acceptance.name}, budget {loop.config.time_budget_s:g} s/experiment"
+            Text.assemble(
+                ("autoresearch", "bold"),
+                f" {domain.name}: {printer.metric} ({loop.config.objective.direction}), "
+                f"preset {loop.preset or '-'}, acceptance {loop.acceptance.name}, "
+                f"budget {loop.config.time_budget_s:g} s/experiment",
+            )
         )
         with printer:
             summary = loop.run(
@@ -232,9 +254,13 @@ def run(
             )
     counts = ", ".join(f"{n} {s}" for s, n in summary.counts.items() if n)
     console.print(
-        f"[bold]{summary.tag}[/bold]: {summary.experiments} experiments ({counts}); "
-        f"baseline {_fmt(summary.baseline_value)} → best {_fmt(summary.best_value)} "
-        f"on branch {summary.branch} ({(summary.best_commit or '')[:7]}); {summary.stopped_because}"
+        Text.assemble(
+            (summary.tag, "bold"),
+            f": {summary.experiments} experiments ({counts}); "
+            f"baseline {_fmt(summary.baseline_value)} → best {_fmt(summary.best_value)} "
+            f"on branch {summary.branch} ({(summary.best_commit or '')[:7]}); "
+            f"{_plain(summary.stopped_because)}",
+        )
     )
     if summary.interrupted:
         console.print(f"resume with: autoresearch run {domain} --resume --tag {summary.tag}")
@@ -253,7 +279,7 @@ def baseline(
     with _user_errors():
         domain, note = resolve_domain(target)
         if note:
-            console.print(f"[cyan]·[/cyan] {note}")
+            console.print(_note(note))
         loop = Loop.from_dir(domain, preset=preset, tag=tag)
         record = loop.baseline()
     if record.status is Status.INTERRUPTED:
@@ -284,25 +310,28 @@ def status(
 
 def _print_status(data: dict[str, Any], holdout: bool) -> None:
     console.print(
-        f"[bold]{escape(data['tag'])}[/bold] ({data['state']}): {escape(data['metric'])} "
-        f"{data['direction']}; "
-        f"baseline {_fmt(data['baseline_value'])} → best {_fmt(data['best_value'])} "
-        f"({(data['best_commit'] or '')[:7]}); noise σ {_fmt(data['noise_sigma'])}; "
-        f"spend {data['spend']['tokens']} tokens, ${data['spend']['cost_usd']:.4f}"
+        Text.assemble(
+            (data["tag"], "bold"),
+            f" ({data['state']}): {_plain(data['metric'])} {data['direction']}; "
+            f"baseline {_fmt(data['baseline_value'])} → best {_fmt(data['best_value'])} "
+            f"({(data['best_commit'] or '')[:7]}); noise σ {_fmt(data['noise_sigma'])}; "
+            f"spend {data['spend']['tokens']} tokens, ${data['spend']['cost_usd']:.4f}",
+        )
     )
     console.print("  " + ", ".join(f"{k} {v}" for k, v in data["counts"].items() if v))
     for k, v in data.get("report", {}).items():
-        console.print(f"  {k}: {_fmt(v)}")
+        console.print(f"  {_plain(k)}: {_fmt(v)}")
+    # Every cell is a Text: what a candidate, proposer or objective wrote is never markup.
     table = Table(box=None, pad_edge=False)
     for col in ("id", "status", data["metric"], *(["holdout"] if holdout else []), "description"):
-        table.add_column(col)
+        table.add_column(Text(_plain(col)))
     for r in data["recent"]:
-        # Text a candidate or proposer controls is data: rich Text, never parsed as markup.
-        status = Text(r["status"], style=_STATUS_STYLE.get(r["status"], ""))
-        row: list[str | Text] = [str(r["id"]), status, _fmt(r["value"])]
+        row = [Text(str(r["id"])), Text(r["status"], style=_STATUS_STYLE.get(r["status"], ""))]
+        row.append(Text(_fmt(r["value"])))
         if holdout:
-            row.append(", ".join(f"{k}={v:.4g}" for k, v in r.get("holdout", {}).items()) or "-")
-        table.add_row(*row, Text(r["description"][:80]))
+            held = ", ".join(f"{k}={v:.4g}" for k, v in r.get("holdout", {}).items())
+            row.append(Text(_plain(held) or "-"))
+        table.add_row(*row, Text(_plain(r["description"][:80])))
     console.print(table)
 
 
@@ -329,7 +358,7 @@ def domains() -> None:
         console.print("no bundled domains found")
         return
     for name, desc in found.items():
-        console.print(f"[bold]{name:<16}[/bold] {desc}")
+        console.print(Text.assemble((f"{name:<16}", "bold"), " ", _plain(desc)))
 
 
 @app.command()
