@@ -272,6 +272,43 @@ def test_hand_commit_on_the_research_branch_is_never_thrown_away(toy: Path) -> N
     assert git(toy, "rev-parse", "autoresearch/h").strip() == mine
 
 
+def _points(domain: Path, tag: str) -> list[tuple[str | None, str | None]]:
+    """The (X, Y) literals of params.py in each experiment's commit (the baseline's first)."""
+    from autoresearch.proposers._knob import get_constant
+
+    out = []
+    for r in ledger_records(domain, tag):
+        assert r.commit is not None, f"#{r.id} ({r.status}: {r.reason}) has no commit"
+        text = git(domain, "show", f"{r.commit}:params.py")
+        out.append((get_constant(text, "X"), get_constant(text, "Y")))
+    return out
+
+
+def test_a_resumed_knob_search_never_repeats_a_point(toy: Path) -> None:
+    Loop.from_dir(toy, proposer="knob", tag="r", sandbox=FakeSandbox()).run(max_experiments=4)
+    Loop.from_dir(toy, proposer="knob", resume=True, sandbox=FakeSandbox()).run(max_experiments=4)
+    recs = ledger_records(toy, "r")
+    assert len(recs) == 8  # the baseline and three candidates, four more after the resume
+    assert [r for r in recs if r.status is Status.INVALID] == []
+    assert all("no change" not in r.description for r in recs)
+    points = _points(toy, "r")
+    assert len(set(points)) == len(points), points
+    # The ledger keeps each candidate's point, as written into params.py.
+    recorded = [r.meta["knobs"] for r in recs[1:]]
+    assert recorded == [{"x": float(x or ""), "y": float(y or "")} for x, y in points[1:]]
+
+
+def test_a_fresh_knob_search_with_the_same_seed_is_reproducible(tmp_path: Path) -> None:
+    runs = []
+    for name in ("a", "b"):
+        domain = make_toy_domain(tmp_path / name, git=True)
+        Loop.from_dir(domain, proposer="knob", tag="s", sandbox=FakeSandbox()).run(
+            max_experiments=3
+        )
+        runs.append(_points(domain, "s"))
+    assert runs[0] == runs[1] and len(set(runs[0])) == 3  # the baseline and two candidates
+
+
 # -- what a dead or interrupted driver leaves (real processes) -----------------------------------
 
 

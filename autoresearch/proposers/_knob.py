@@ -1,12 +1,16 @@
 """The knob proposer: Optuna (TPE) over UPPER_CASE constants declared in the config.
 
-The study lives in the ledger's SQLite file, so a resumed run continues the same search.
+The study lives in the ledger's SQLite file, so a resumed run continues the same search:
+TPE conditions on every trial told so far, the sampler is seeded afresh for each session,
+and a point already measured (recorded in each candidate's ``meta["knobs"]``) is never
+proposed again.
 """
 
 from __future__ import annotations
 
+import ast
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,6 +21,12 @@ from autoresearch.proposers._base import Proposer, ProposerOptions, ProposerSett
 
 # Significant digits written for a float knob: enough for a search, short for a diff.
 FLOAT_DIGITS = 4
+# Draws in a row of points already tried before the proposer gives up: past this the
+# search has converged (or a small grid is exhausted), so it has nothing new to propose.
+MAX_DRAWS = 32
+
+# A point: the knobs' values as written into their files, comparable across sessions.
+Point = tuple[object, ...]
 
 
 class KnobError(ValueError):
@@ -41,6 +51,12 @@ def format_value(knob: KnobSpec, value: Any) -> str:
         assert knob.low is not None and knob.high is not None
         return repr(min(max(rounded, knob.low), knob.high))
     return repr(value)
+
+
+def written_value(knob: KnobSpec, value: Any) -> Any:
+    """The value a knob's file holds once ``value`` is written (rounded, clamped)."""
+    literal = format_value(knob, value)
+    return ast.literal_eval(literal) if knob.type != "categorical" else value
 
 
 def set_constant(text: str, constant: str, literal: str, where: str) -> str:
@@ -88,6 +104,8 @@ class Knob(Proposer):
         self.seed = seed
         self._study: Any = None
         self._pending: dict[int, Any] = {}
+        # Every point measured (or proposed) in this tag: never proposed again.
+        self._tried: set[Point] = set()
 
     @classmethod
     def from_config(
@@ -102,18 +120,58 @@ class Knob(Proposer):
         if self.storage_url is None:
             self.storage_url = f"sqlite:///{Path(settings.ledger_path).resolve()}"
             self.study_name = f"autoresearch-{settings.tag}"
+        self._add_point(self._file_values(settings.base_files))  # the baseline's point
 
     @property
     def study(self) -> Any:
         if self._study is None:
-            self._study = self._optuna.create_study(
+            sampler = self._optuna.samplers.TPESampler
+            study = self._optuna.create_study(
                 storage=self.storage_url,
                 study_name=self.study_name,
                 direction=self.direction,
-                sampler=self._optuna.samplers.TPESampler(seed=self.seed),
+                sampler=sampler(seed=self.seed),
                 load_if_exists=True,
             )
+            told = len(study.get_trials(deepcopy=False))
+            if told:
+                # Resumed: the seed alone would replay the first session's draws (TPE's
+                # random start-up points among them), so it is mixed with the trial count.
+                study.sampler = sampler(seed=_session_seed(self.seed, told))
+            self._study = study
         return self._study
+
+    def _key(self, values: Mapping[str, Any]) -> Point | None:
+        """The point of ``values`` (knob name -> value), or None if a knob is missing."""
+        if any(k.name not in values for k in self.knobs):
+            return None
+        out: list[object] = []
+        for k in self.knobs:
+            v = values[k.name]
+            if k.type == "float" and isinstance(v, int | float):
+                v = float(f"{float(v):.{FLOAT_DIGITS}g}")
+            elif k.type == "int" and isinstance(v, int | float):
+                v = int(v)
+            out.append(repr(v))
+        return tuple(out)
+
+    def _add_point(self, values: Mapping[str, Any]) -> None:
+        key = self._key(values)
+        if key is not None:
+            self._tried.add(key)
+
+    def _file_values(self, files: Mapping[str, str]) -> dict[str, Any]:
+        """The knobs' values as ``files`` hold them (those that are plain literals)."""
+        out: dict[str, Any] = {}
+        for k in self.knobs:
+            literal = get_constant(files[k.file], k.constant) if k.file in files else None
+            if literal is None:
+                continue
+            try:
+                out[k.name] = ast.literal_eval(literal)
+            except (ValueError, SyntaxError):  # an expression, not a value: no point
+                continue
+        return out
 
     def _distributions(self) -> dict[str, Any]:
         d = self._optuna.distributions
@@ -148,16 +206,41 @@ class Knob(Proposer):
                 self.study.tell(trial.number, value)
             else:
                 self.study.tell(trial.number, state=TrialState.FAIL)
+        trials = {t.number: t for t in self.study.get_trials(deepcopy=False)}
+        for r in history:
+            if r.proposer != self.name:
+                continue
+            point = r.meta.get("knobs")
+            if not isinstance(point, Mapping):  # a row written before points were recorded
+                trial = trials.get(r.meta.get("trial"))
+                point = trial.params if trial is not None else {}
+            self._add_point(point)
 
     def propose(self, context: Context) -> Candidate | None:
-        trial = self.study.ask(self._distributions())
+        """The next untried point, or None when ``MAX_DRAWS`` draws in a row were all tried
+        (the incumbent's point counts as tried: it would be no change)."""
+        from optuna.trial import TrialState
+
+        for knob in self.knobs:
+            if knob.file not in context.files:
+                raise KnobError(f"knob {knob.name!r}: file {knob.file!r} is not an editable file")
+        self._add_point(self._file_values(context.files))
+        for _ in range(MAX_DRAWS):
+            trial = self.study.ask(self._distributions())
+            point = {k.name: written_value(k, trial.params[k.name]) for k in self.knobs}
+            key = self._key(point)
+            if key not in self._tried:
+                break
+            self.study.tell(trial.number, state=TrialState.FAIL)  # measured already: draw again
+        else:
+            return None
+        assert key is not None
+        self._tried.add(key)
         self._pending[trial.number] = trial
         files = dict(context.files)
         changes = []
         for knob in self.knobs:
-            if knob.file not in files:
-                raise KnobError(f"knob {knob.name!r}: file {knob.file!r} is not an editable file")
-            literal = format_value(knob, trial.params[knob.name])
+            literal = format_value(knob, point[knob.name])
             old = get_constant(files[knob.file], knob.constant)
             files[knob.file] = set_constant(
                 files[knob.file], knob.constant, literal, f"{knob.file} (knob {knob.name!r})"
@@ -172,7 +255,7 @@ class Knob(Proposer):
             description=desc,
             edits=edits,
             hypothesis="Optuna TPE sample over the declared knobs",
-            meta={"trial": trial.number},
+            meta={"trial": trial.number, "knobs": point},
         )
 
     def observe(self, candidate: Candidate, record: ExperimentRecord) -> None:
@@ -193,3 +276,11 @@ class Knob(Proposer):
         for number in list(self._pending):
             self.study.tell(number, state=TrialState.FAIL)
         self._pending.clear()
+
+
+def _session_seed(seed: int, told: int) -> int:
+    """A sampler seed for a study that already holds ``told`` trials: fixed by both, so a
+    resume is as reproducible as a fresh run without replaying an earlier session's draws."""
+    import numpy as np
+
+    return int(np.random.SeedSequence((seed, told)).generate_state(1)[0])
