@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,10 +21,21 @@ from autoresearch._errors import (
     ProposalError,
     ScopeError,
 )
-from autoresearch._measure import Measurer, RunOutcome, content_hash, memory_gb, summarize
+from autoresearch._measure import (
+    FAILURE_TAIL_CHARS,
+    Measurer,
+    RunOutcome,
+    content_hash,
+    memory_gb,
+    metric_name,
+    rename_in_measurements,
+    run_event,
+    summarize,
+)
 from autoresearch._objective import Objective, has_report, report_key
 from autoresearch._session import Session
 from autoresearch._types import (
+    GATE_RUN,
     Candidate,
     Cause,
     Context,
@@ -34,6 +47,8 @@ from autoresearch._types import (
 )
 from autoresearch.acceptance._base import Verdict
 from autoresearch.proposers._base import Proposer
+
+log = logging.getLogger("autoresearch")
 
 
 class BudgetStop(Exception):
@@ -117,6 +132,7 @@ class Pipeline:
             candidate.cost_usd,
             time.monotonic() - t0,
         )
+        log.info("experiment %d started: %s", exp, candidate.description)
         outcome = self._measure_candidate(candidate, exp, parent)
         return self.finish(proposer, candidate, exp, outcome)
 
@@ -142,7 +158,8 @@ class Pipeline:
                 why = f"identical to experiment {twin.id}; its value is reused"
                 reused = {"value": twin.value, "secondary": twin.secondary, "holdout": twin.holdout}
                 return Outcome(Status.DISCARD, why, fields=reused)
-            first = self.m.measure(exp, RunKind.CANDIDATE, commit, worktree, folder, before)
+            step = (1, self.m.acceptance.max_runs_per_candidate)
+            first = self.m.measure(exp, RunKind.CANDIDATE, commit, worktree, folder, before, step)
             fields.update(n_runs=1, log_path=str(first.run.log_path) if first.run else None)
             if not first.ok:
                 return _failed(first, fields)
@@ -159,6 +176,7 @@ class Pipeline:
                 )
             if judged.verdict is not Verdict.KEEP:
                 return Outcome(Status.DISCARD, judged.reason, fields=fields)
+            self.emit(run_event(exp, GATE_RUN, (1, 1), "the objective's gate, before a keep"))
             try:
                 gate = self.objective.gate(runs[-1][0])
             except Exception as e:  # a gate that cannot check does not pass
@@ -167,9 +185,24 @@ class Pipeline:
             if not gate.passed:
                 why = f"gate: {gate.reason}"
                 return Outcome(Status.GATE_FAILED, why, Cause.GATE, fields, f"gate_failed: {why}")
+            effect = self._effect(parent, fields["value"])
+            summary = f"gate: {gate.reason}" if gate.reason else ""
+            kept = ws.reword(commit, _kept_message(candidate, exp, effect, summary), exp)
+            ledger.rename_commit(self.s.tag, exp, commit, kept)
+            rename_in_measurements(folder, commit, kept)
+            fields["commit_sha"] = kept
             return Outcome(Status.KEEP, judged.reason, fields=fields)
         finally:
             ws.remove_worktree(worktree)
+
+    def _effect(self, parent: str, value: float) -> str:
+        """ "val_bpb 3.92 -> 3.58 (-0.34)": the incumbent's mean and the candidate's."""
+        name = metric_name(self.config, self.objective)
+        before = self.s.ledger.run_values(self.s.tag, parent)
+        if not before:
+            return f"{name} {value:.6g}"
+        old = statistics.fmean(before)
+        return f"{name} {old:.6g} -> {value:.6g} ({value - old:+.6g})"
 
     def _proposal_failed(self, proposer: Proposer, parent: str, e: Exception) -> ExperimentRecord:
         tokens, cost = getattr(e, "tokens", 0), getattr(e, "cost_usd", 0.0)
@@ -221,7 +254,9 @@ class Pipeline:
         try:
             before = s.workspace.snapshot(s.workspace.worktree_domain(worktree))
             for attempt in range(1, attempts + 1):
-                first = self.m.measure(exp, RunKind.BASELINE, base, worktree, folder, before)
+                first = self.m.measure(
+                    exp, RunKind.BASELINE, base, worktree, folder, before, (attempt, attempts)
+                )
                 # Only a run that crashed or timed out is tried again: a missing metric or
                 # changed files would fail the same way twice.
                 retry = first.cause is Cause.RUN_FAILED and first.failure in (
@@ -251,9 +286,13 @@ class Pipeline:
             if first.failure is Status.INTERRUPTED:
                 raise Interrupted
             tried = f" ({attempt} attempts)" if attempt > 1 else ""
+            said = last_words(first.run.log_tail(FAILURE_TAIL_CHARS)) if first.run else ""
+            hint = f"\n{timeout_hint()}" if first.failure is Status.TIMEOUT else ""
             raise BaselineFailed(
                 f"the baseline run failed{tried} ({first.failure.value}: {first.reason}); "
-                f"nothing can be compared to it. See {log}"
+                f"nothing can be compared to it."
+                + (f"\nThe run's log ends with:\n{said}" if said else "")
+                + f"{hint}\nSee {log}"
             )
         assert first.run is not None and first.measurement is not None
         fields = summarize([first.measurement])
@@ -275,7 +314,7 @@ class Pipeline:
         # The failure shown to the next proposal is this experiment's (None if it went fine).
         self.last_failure = outcome.failure_note
         s.ledger.write_results_tsv(
-            s.workspace.layout.results_tsv, self.config.objective.metric or "value"
+            s.workspace.layout.results_tsv, metric_name(self.config, self.objective)
         )
         self._save_report()
         if proposer is not None:
@@ -312,6 +351,38 @@ def _failed(run: RunOutcome, fields: dict[str, Any]) -> Outcome:
 def _commit_message(candidate: Candidate, exp: int) -> str:
     body = f"\n\n{candidate.hypothesis}" if candidate.hypothesis else ""
     return f"{candidate.description}{body}\n\nautoresearch-experiment: {exp}"
+
+
+def _kept_message(candidate: Candidate, exp: int, effect: str, gate: str) -> str:
+    """A kept commit's message: what was measured (and the gate's summary) under the title."""
+    measured = "\n".join(x for x in (effect, gate) if x)
+    body = f"\n\n{candidate.hypothesis}" if candidate.hypothesis else ""
+    return f"{candidate.description}\n\n{measured}{body}\n\nautoresearch-experiment: {exp}"
+
+
+# Lines of a failed run's log quoted when there is no traceback to quote.
+LAST_WORDS_LINES = 3
+
+
+def last_words(log: str) -> str:
+    """What a failed run said last: a traceback's final line (the exception, or the message
+    of a SystemExit), else its last few non-blank lines."""
+    lines = [line.rstrip() for line in log.splitlines() if line.strip()]
+    lines = [line for line in lines if line != "--- eval ---"]
+    for i in range(len(lines) - 1, -1, -1):
+        if lines[i].startswith("Traceback (most recent call last)"):
+            after = [line for line in lines[i + 1 :] if not line.startswith((" ", "\t"))]
+            if after:
+                return "  " + after[-1]
+    return "\n".join("  " + line for line in lines[-LAST_WORDS_LINES:])
+
+
+def timeout_hint() -> str:
+    return (
+        "To give it more time, raise time_budget_s (the budget), startup_allowance_s (time "
+        "before the budget starts) or grace_s in autoresearch.toml, or the same field as an "
+        "override (Loop.from_dir(..., overrides={...})); timeout_s, where set, caps them all"
+    )
 
 
 __all__ = ["BudgetStop", "Outcome", "Pipeline"]

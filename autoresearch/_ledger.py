@@ -380,6 +380,17 @@ class Ledger:
             out.setdefault(r["commit_sha"], []).append(float(r["value"]))
         return out
 
+    def rename_commit(self, tag: str, experiment_id: int, old: str, new: str) -> None:
+        """An experiment's commit, reworded (same tree): its row and runs now name ``new``."""
+        with self._tx():
+            self._db.execute(
+                "UPDATE experiments SET commit_sha=? WHERE id=? AND commit_sha=?",
+                (new, experiment_id, old),
+            )
+            self._db.execute(
+                "UPDATE runs SET commit_sha=? WHERE tag=? AND commit_sha=?", (new, tag, old)
+            )
+
     def run_count(self, tag: str, commit: str | None = None) -> int:
         """Runs of this tag (of ``commit`` only, when given), failed ones included."""
         if commit is None:

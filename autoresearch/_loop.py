@@ -4,7 +4,9 @@ record — until a budget ends. Knows no domain."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -17,8 +19,9 @@ from autoresearch._context import run_summary
 from autoresearch._errors import Interrupted
 from autoresearch._experiment import BudgetStop, Pipeline
 from autoresearch._isolation import isolation_warnings
-from autoresearch._measure import Measurer
+from autoresearch._measure import Measurer, metric_name
 from autoresearch._objective import Objective, objective_for_domain
+from autoresearch._preflight import check_startup
 from autoresearch._session import Session, open_session
 from autoresearch._trusted import TrustedFiles
 from autoresearch._types import Context, Event, ExperimentRecord, RunSummary, Status
@@ -26,13 +29,27 @@ from autoresearch.acceptance._base import Acceptance, make_acceptance
 from autoresearch.execution._sandbox import LocalSandbox, Sandbox
 from autoresearch.proposers._base import Proposer, ProposerOptions, ProposerSettings, make_proposer
 
+# Progress goes to this logger (INFO), whether or not ``on_event`` is given.
+log = logging.getLogger("autoresearch")
+LOG_FORMAT = "%(asctime)s autoresearch: %(message)s"
+
 
 class Loop:
     """A research loop on one domain folder.
 
     Every plug-in (proposer, objective, acceptance policy, sandbox) is built and validated
     here, before ``run`` creates anything: a bad name, key or model raises ConfigError and
-    leaves no tag, branch, ledger row or state folder behind.
+    leaves no tag, branch, ledger row or state folder behind. So do a knob whose constant is
+    not in its file, an ``editable`` pattern that matches no file, and a missing program.md
+    for a proposer that reads it. A run that never measured anything (a failed baseline)
+    leaves no research branch behind.
+
+    Progress: every event (each run's start, "repeat k of n", each finished experiment,
+    calibrations, messages) is logged at INFO on the ``"autoresearch"`` logger, and passed
+    to ``on_event`` when one is given. When the program configured no logging, ``run`` and
+    ``baseline`` print those lines to stderr; to silence them::
+
+        logging.getLogger("autoresearch").setLevel(logging.WARNING)
     """
 
     def __init__(
@@ -76,6 +93,7 @@ class Loop:
         self.proposer: Proposer | None = None
         if proposer is not None or config.proposer.name or config.proposer.knobs:
             self.proposer = make_proposer(proposer, config, self.domain_dir, self.proposer_options)
+        check_startup(self.trusted, config, self.proposer)
         # Code the user did not write needs namespaces (or an explicit, informed opt-out).
         self.isolation_notes = (
             isolation_warnings(self.sandbox, self.proposer, unsafe_no_isolation=unsafe_no_isolation)
@@ -83,7 +101,7 @@ class Loop:
             else []
         )
         self.gpu_ids = gpu_ids
-        self.on_event = on_event or (lambda e: None)
+        self._user_on_event = on_event
         self._session: Session | None = None
         self._pipeline: Pipeline | None = None
         self._interrupted = threading.Event()
@@ -151,6 +169,7 @@ class Loop:
         nothing more, or Ctrl-C. The first experiment of a new run is the unmodified baseline."""
         budget = Budget(max_experiments, max_hours, max_cost_usd, max_tokens)
         proposer = self.proposer or make_proposer(None, self.config, self.domain_dir)
+        _default_logging()
         proposer.check_budget(max_cost_usd, max_tokens)  # before anything is created
         start = time.monotonic()
         stopped = "done"
@@ -218,6 +237,7 @@ class Loop:
 
     def baseline(self) -> ExperimentRecord:
         """Open a session, run only the unmodified baseline, and return its record."""
+        _default_logging()
         session = self._open(time.monotonic())
         state = "stopped"
         try:
@@ -237,7 +257,14 @@ class Loop:
     def _open(self, started: float) -> Session:
         dump = self.config.model_dump(mode="json", by_alias=True)
         session = open_session(
-            self.domain_dir, self.config, dump, self.preset, self.tag, self.resume, self.trusted
+            self.domain_dir,
+            self.config,
+            dump,
+            self.preset,
+            self.tag,
+            self.resume,
+            self.trusted,
+            metric_name(self.config, self.objective),
         )
         self._session = session
         self.tag = session.tag
@@ -253,6 +280,7 @@ class Loop:
             self.gpu_ids,
             # The proposer's API key never reaches a run, whatever its variable is called.
             deny_env=(self.config.proposer.llm.api_key_env, self.proposer_options.api_key_env),
+            emit=self.on_event,
         )
         self._pipeline = Pipeline(
             session,
@@ -266,10 +294,27 @@ class Loop:
         )
         return session
 
+    def on_event(self, event: Event) -> None:
+        """Log ``event`` and pass it to the ``on_event`` callback, if any."""
+        log.info("%s", _log_line(event))
+        if self._user_on_event is not None:
+            self._user_on_event(event)
+
     def _close(self, state: str) -> None:
         if self._session is not None:
-            self._session.ledger.set_tag_state(self._session.tag, state)
-            self._session.close()
+            s = self._session
+            try:
+                if s.drop_unmeasured_branch():
+                    state = "failed" if state == "stopped" else state
+                    self.on_event(
+                        Event(
+                            "message",
+                            message=f"nothing was measured: removed branch {s.workspace.branch}",
+                        )
+                    )
+            finally:
+                s.ledger.set_tag_state(s.tag, state)
+                s.close()
         self._session = None
         self._pipeline = None
 
@@ -317,6 +362,27 @@ class Loop:
         finally:
             for sig, h in old.items():
                 signal.signal(sig, h)
+
+
+def _log_line(event: Event) -> str:
+    r = event.record
+    if event.kind != "experiment" or r is None:
+        return event.message
+    value = f" value={r.value:.6g}" if r.value is not None else ""
+    best = f" best={event.best_value:.6g}" if event.best_value is not None else ""
+    why = f" ({r.reason})" if r.reason and r.reason not in (r.status.value, r.description) else ""
+    return f"experiment {r.id} {r.status.value}:{value}{best} {r.description}{why}"
+
+
+def _default_logging() -> None:
+    """Progress on stderr for a program that configured no logging at all (its own handlers
+    or levels, on this logger or the root, win; so does a level set to silence it)."""
+    if log.handlers or log.level != logging.NOTSET or logging.getLogger().handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
 
 
 __all__ = ["Loop"]

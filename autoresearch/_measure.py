@@ -8,7 +8,7 @@ import json
 import os
 import statistics
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from autoresearch._layout import RunFiles, reserve_run_files
 from autoresearch._objective import Objective
 from autoresearch._scope import glob_match
 from autoresearch._session import Session, marker_prefix
-from autoresearch._types import Cause, Measurement, RunKind, RunResult, Status
+from autoresearch._types import Cause, Event, Measurement, RunKind, RunResult, Status
 from autoresearch._workspace import changed_files
 from autoresearch.acceptance._base import Acceptance, Evidence, Verdict
 from autoresearch.execution._sandbox import RunSpec, Sandbox
@@ -76,8 +76,10 @@ class Measurer:
         domain_dir: Path,
         gpu_ids: str | None = None,
         deny_env: tuple[str | None, ...] = (),
+        emit: Callable[[Event], None] | None = None,
     ) -> None:
         self.session = session
+        self.emit = emit or (lambda e: None)
         # Variables removed from every run on top of the config's env_deny.
         self.deny_env = tuple(name for name in deny_env if name)
         self.config = config
@@ -103,8 +105,10 @@ class Measurer:
         worktree: Path,
         folder: Path,
         before: dict[str, str],
+        step: tuple[int, int] = (1, 1),
     ) -> RunOutcome:
-        """One sandbox run of ``commit`` in ``worktree``, recorded in the runs table."""
+        """One sandbox run of ``commit`` in ``worktree``, recorded in the runs table.
+        ``step``: this run is the k-th of at most n of its kind (told to ``emit``)."""
         s = self.session
         # Every run of a commit gets a seed of its own, failed runs included.
         seed = s.ledger.run_count(s.tag, commit)
@@ -132,6 +136,7 @@ class Measurer:
         data = self._prepared_data(pristine)
         if data is not None:
             data.check("before the run")
+        self.emit(run_event(exp, kind.value, step, f"seed {seed}, log {files.log}"))
         run = self.sandbox.run(self._spec(domain, files, seed, pristine))
         if data is not None:  # never score a run on data that changed (DataError stops it)
             data.check("after the run, before it was scored")
@@ -281,12 +286,21 @@ class Measurer:
                             inc_tree = s.workspace.add_worktree(f"{s.tag}-{exp}-incumbent", parent)
                         inc_before = s.workspace.snapshot(s.workspace.worktree_domain(inc_tree))
                         inc = self.measure(
-                            exp, RunKind.INCUMBENT, parent, inc_tree, folder, inc_before
+                            exp,
+                            RunKind.INCUMBENT,
+                            parent,
+                            inc_tree,
+                            folder,
+                            inc_before,
+                            (incumbent_runs, incumbent_cap),
                         )
                         if inc.failure is Status.INTERRUPTED:
                             raise Interrupted
                     if i < decision.more_candidate:
-                        more = self.measure(exp, RunKind.REPEAT, commit, worktree, folder, before)
+                        step = (len(values) + 1, self.acceptance.max_runs_per_candidate)
+                        more = self.measure(
+                            exp, RunKind.REPEAT, commit, worktree, folder, before, step
+                        )
                         if more.failure is Status.INTERRUPTED:
                             raise Interrupted
                         if not more.ok:
@@ -317,8 +331,10 @@ class Measurer:
         worktree = s.workspace.add_worktree(f"{s.tag}-calibration", incumbent)
         try:
             before = s.workspace.snapshot(s.workspace.worktree_domain(worktree))
-            for _ in range(n):
-                out = self.measure(None, RunKind.CALIBRATION, incumbent, worktree, folder, before)
+            for i in range(n):
+                out = self.measure(
+                    None, RunKind.CALIBRATION, incumbent, worktree, folder, before, (i + 1, n)
+                )
                 if out.failure is Status.INTERRUPTED:
                     raise Interrupted
         finally:
@@ -361,6 +377,32 @@ class Measurer:
         return self.session.workspace.layout.experiment_dir(self.session.tag, exp)
 
 
+def run_event(exp: int | None, kind: str, step: tuple[int, int], detail: str = "") -> Event:
+    """The "run" event told before a run starts: which experiment, why, k of at most n."""
+    k, n = step
+    who = f"experiment {exp}" if exp is not None else "calibration"
+    count = f" {k} of {n}" if n > 1 else ""
+    more = f" ({detail})" if detail else ""
+    return Event(
+        "run",
+        message=f"{who}: {kind} run{count}{more}",
+        experiment_id=exp,
+        run_kind=kind,
+        repeat=k,
+        repeats=n,
+    )
+
+
+def metric_name(config: ResearchConfig, objective: Objective) -> str:
+    """What the primary value is called: the config's ``objective.metric``, else a class
+    objective's own ``metric`` (or ``name``) attribute, else "value"."""
+    for name in (config.objective.metric, getattr(objective, "metric", None)):
+        if isinstance(name, str) and name:
+            return name
+    name = getattr(objective, "name", None)
+    return name if isinstance(name, str) and name else "value"
+
+
 def content_hash(snapshot: dict[str, str], preset: str | None) -> str:
     h = hashlib.sha256()
     for path in sorted(snapshot):
@@ -388,6 +430,17 @@ def summarize(measurements: list[Measurement]) -> dict[str, Any]:
 
 def memory_gb(runs: Iterable[RunResult]) -> float:
     return max((r.peak_memory_mb for r in runs), default=0.0) / 1024
+
+
+def rename_in_measurements(folder: Path, old: str, new: str) -> None:
+    """The measurement files of ``folder`` name a reworded commit by its new id."""
+    for path in sorted(folder.glob("*measurement*.json")):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and data.get("commit") == old:
+            write_json(path, {**data, "commit": new})
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:

@@ -124,6 +124,18 @@ class Session:
         self.ledger.close()
         self.lock.release()
 
+    def drop_unmeasured_branch(self) -> bool:
+        """Remove the research branch of a run that never measured anything (a failed
+        baseline, an error before it): a rerun's ``git log`` shows no empty branch. A resume
+        of the tag creates it again. Returns whether it was removed."""
+        if self.ledger.values_by_commit(self.tag):
+            return False
+        at = self.workspace.branch_commit()
+        if at is None or at != self.base_commit or self.workspace.checked_out_at() is not None:
+            return False
+        self.workspace.delete_branch(at)
+        return True
+
 
 def open_session(
     domain_dir: Path,
@@ -133,10 +145,12 @@ def open_session(
     tag: str | None,
     resume: bool,
     trusted: TrustedFiles | None = None,
+    metric: str | None = None,
 ) -> Session:
     """Lock the folder, pick or check the tag, create the branch or clean up for a resume.
     ``trusted``: the files the loop read its config, program and objective from; they are
-    tied to the session's base commit here (see ``TrustedFiles.bind``)."""
+    tied to the session's base commit here (see ``TrustedFiles.bind``). ``metric``: what the
+    primary value is called (default: the config's ``objective.metric``, or "value")."""
     trusted = trusted or TrustedFiles.for_run(domain_dir, resume, tag)
     messages = []
     if ensure_repo(domain_dir):
@@ -214,7 +228,7 @@ def open_session(
                 ws.branch,
                 base,
                 preset,
-                config.objective.metric or "value",
+                metric or config.objective.metric or "value",
                 config.objective.direction,
                 config_dump,
                 package_versions(),

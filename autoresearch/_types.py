@@ -305,18 +305,28 @@ class TagInfo:
     noise_sigma: float | None
 
 
-EventKind = Literal["experiment", "calibration", "message"]
+EventKind = Literal["experiment", "calibration", "message", "run"]
+# What a "run" event's ``run_kind`` says: a RunKind's value, or "gate" (the objective's gate,
+# run in the driver before a keep).
+GATE_RUN = "gate"
 
 
 @dataclass(frozen=True)
 class Event:
-    """Progress reported to ``on_event``: a finished experiment, a calibration, or a message."""
+    """Progress reported to ``on_event``: a finished experiment, a calibration, a message, or
+    a run about to start (``kind="run"``: ``experiment_id`` (None for calibration),
+    ``run_kind`` (a RunKind value or "gate"), and ``repeat`` of at most ``repeats``: the
+    policy may decide before the last)."""
 
     kind: EventKind
     message: str = ""
     record: ExperimentRecord | None = None
     best_value: float | None = None
     elapsed_s: float = 0.0
+    experiment_id: int | None = None
+    run_kind: str = ""
+    repeat: int = 0
+    repeats: int = 0
 
 
 @dataclass(frozen=True)

@@ -220,6 +220,18 @@ class Workspace:
         git("update-ref", f"refs/heads/{self.branch}", new, old, cwd=self.repo_root, env=self._env)
         self._branch_sha = new
 
+    def delete_branch(self, expected: str) -> None:
+        """Remove the research branch, only if it still points at ``expected``."""
+        git(
+            "update-ref",
+            "-d",
+            f"refs/heads/{self.branch}",
+            expected,
+            cwd=self.repo_root,
+            env=self._env,
+        )
+        self._branch_sha = None
+
     def checked_out_at(self) -> str | None:
         """The worktree (the user's or another) that has the research branch checked out."""
         common = self.git_common_dir
@@ -411,6 +423,28 @@ class Workspace:
             while len(self._deltas) > _DELTAS_KEPT:
                 del self._deltas[next(iter(self._deltas))]
         return sha
+
+    def reword(self, commit: str, message: str, experiment_id: int) -> str:
+        """A commit with ``commit``'s tree and parent and another message (what was measured,
+        once it is known), kept under the candidate ref in place of ``commit``."""
+        tree = git("rev-parse", f"{commit}^{{tree}}", cwd=self.repo_root, env=self._env).strip()
+        parents = git("rev-parse", f"{commit}^@", cwd=self.repo_root, env=self._env).split()
+        args = [a for p in parents for a in ("-p", p)]
+        new = git(
+            *_COMMIT_OPTS,
+            "commit-tree",
+            tree,
+            *args,
+            "-m",
+            message,
+            cwd=self.repo_root,
+            env=self._env,
+        ).strip()
+        ref = self.candidate_ref(experiment_id)
+        git("update-ref", ref, new, commit, cwd=self.repo_root, env=self._env)
+        if commit in self._deltas:
+            self._deltas[new] = self._deltas[commit]
+        return new
 
     def diff(self, old: str, new: str) -> str:
         spec = [self.rel] if self.rel else []

@@ -100,6 +100,16 @@ def _format(owner: str, err: ValidationError) -> str:
     return f"{owner}: {problems}"
 
 
+def better_or_worse(gain: float) -> str:
+    """An oriented gain (positive: better, whatever the direction) in words: "0.34 better",
+    "2.12 worse", "no change"."""
+    if gain > 0:
+        return f"{gain:.6g} better"
+    if gain < 0:
+        return f"{-gain:.6g} worse"
+    return "no change"
+
+
 def _mean(values: Sequence[float]) -> float:
     return sum(values) / len(values)
 
@@ -116,10 +126,14 @@ class Greedy(Acceptance):
         gain = evidence.improvement(cand, inc)
         if gain > self.config.min_delta:
             return Decision(
-                Verdict.KEEP, f"improved by {gain:.6g} > min_delta {self.config.min_delta:g}"
+                Verdict.KEEP,
+                f"{better_or_worse(gain)} than the incumbent, above min_delta "
+                f"{self.config.min_delta:g}",
             )
         return Decision(
-            Verdict.DISCARD, f"improvement {gain:.6g} not above min_delta {self.config.min_delta:g}"
+            Verdict.DISCARD,
+            f"{better_or_worse(gain)} than the incumbent, not above min_delta "
+            f"{self.config.min_delta:g}",
         )
 
 

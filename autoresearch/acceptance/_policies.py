@@ -13,7 +13,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from autoresearch._config import AcceptanceConfig
-from autoresearch.acceptance._base import Acceptance, Decision, Evidence, Verdict
+from autoresearch.acceptance._base import (
+    Acceptance,
+    Decision,
+    Evidence,
+    Verdict,
+    better_or_worse,
+)
 from autoresearch.acceptance._stats import (
     bootstrap_p_better,
     mean,
@@ -94,7 +100,7 @@ class Threshold(NoiseAware):
         if sigma is not None:
             bar = max(bar, self.config.z * sigma)
         noise = f"z={self.config.z:g}, sigma={sigma:.3g}" if sigma is not None else "no sigma yet"
-        reason = f"improvement {gain:.6g} vs bar {bar:.6g} ({noise})"
+        reason = f"{better_or_worse(gain)} than the incumbent's mean, bar {bar:.6g} ({noise})"
         return Decision(Verdict.KEEP if gain > bar else Verdict.DISCARD, reason)
 
 
@@ -135,7 +141,7 @@ class Repeated(NoiseAware):
     def judge(self, cand: Sequence[float], inc: Sequence[float], sigma: float | None) -> Decision:
         _, what = significance(self.test, cand, inc, sigma)
         gain = mean(cand) - mean(inc)
-        reason = f"gain {gain:.6g} over {len(cand)} vs {len(inc)} runs, {what}"
+        reason = f"mean {better_or_worse(gain)} over {len(cand)} vs {len(inc)} runs, {what}"
         verdict = Verdict.KEEP if self.passes(cand, inc, sigma) else Verdict.DISCARD
         return Decision(verdict, reason)
 
@@ -193,19 +199,19 @@ class Sequential(Repeated):
         if not sigma:
             # No spread in any repeated run: a deterministic metric, where one run decides.
             verdict = Verdict.KEEP if gain > self.config.min_delta else Verdict.DISCARD
-            return Decision(verdict, f"gain {gain:.6g} with no measurable noise")
+            return Decision(verdict, f"{better_or_worse(gain)} with no measurable noise")
         z = gain / (sigma * math.sqrt(1.0 / n + 1.0 / len(inc)))
         if n == 1 and gain < -self.config.reject_margin_sigma * sigma:
             return Decision(
                 Verdict.DISCARD,
-                f"first run {gain:+.6g} from the incumbent's mean "
+                f"first run {better_or_worse(gain)} than the incumbent's mean "
                 f"(needs > {-self.config.reject_margin_sigma:g} sigma, sigma={sigma:.3g})",
             )
         futile = self.futility_fraction * self.final_bar(sigma, len(inc))
         if n >= 2 and gain < futile:
             return Decision(
                 Verdict.DISCARD,
-                f"fell back: gain {gain:.6g} after {n} runs, below {futile:.6g} "
+                f"fell back: mean {better_or_worse(gain)} after {n} runs, below {futile:.6g} "
                 f"({self.futility_fraction:g} of the final bar)",
             )
         more_inc = 1 if len(inc) < max(n + 1, self.incumbent_runs) else 0

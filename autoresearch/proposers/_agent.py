@@ -20,7 +20,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO
 
@@ -37,7 +37,12 @@ from autoresearch.execution._proc import (
     scrub_env,
 )
 from autoresearch.proposers._agent_config import AgentConfig
-from autoresearch.proposers._base import Proposer, ProposerOptions, ProposerSettings
+from autoresearch.proposers._base import (
+    Proposer,
+    ProposerOptions,
+    ProposerSettings,
+    require_program,
+)
 from autoresearch.proposers._prompt import render_context
 
 # The agent may write its description and hypothesis here; it is not part of the edit.
@@ -94,6 +99,9 @@ class Agent(Proposer):
         cls, config: ResearchConfig, domain_dir: Path, options: ProposerOptions
     ) -> Agent:
         return cls(config.proposer.agent, domain_dir)
+
+    def check_files(self, config: ResearchConfig, read: Callable[[str], str | None]) -> None:
+        require_program(config, read, "agent")
 
     def start(self, settings: ProposerSettings) -> None:
         self._base_files = dict(settings.base_files)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -83,6 +83,12 @@ class Proposer(abc.ABC):
     def check_budget(self, max_cost_usd: float | None, max_tokens: int | None) -> None:  # noqa: B027
         """Raise ConfigError if this run's spend limits cannot be honoured. Default: fine."""
 
+    def check_files(self, config: ResearchConfig, read: Callable[[str], str | None]) -> None:  # noqa: B027
+        """Raise ConfigError (naming the file and the field) if the domain's files at the
+        run's base cannot serve this proposer: called by ``Loop`` before anything runs or is
+        created. ``read(path)`` is a file's text at the base, None where there is none.
+        Default: fine."""
+
     def start(self, settings: ProposerSettings) -> None:  # noqa: B027
         """Create what proposing needs (a study, a server) once the run's state exists."""
 
@@ -94,6 +100,21 @@ class Proposer(abc.ABC):
 
     def close(self) -> None:  # noqa: B027
         """Release resources (servers, studies). Default: nothing."""
+
+
+def require_program(
+    config: ResearchConfig, read: Callable[[str], str | None], proposer: str
+) -> None:
+    """ConfigError unless the domain holds its research program (``program``, by default
+    program.md): a proposer that writes code from it has nothing to go on without it."""
+    text = read(config.program)
+    if text is None or not text.strip():
+        what = "no such file" if text is None else "the file is empty"
+        raise ConfigError(
+            f"autoresearch.toml: program = {config.program!r}: {what} in the domain folder "
+            f"(committed). The {proposer} proposer is shown it on every proposal: write the "
+            "research program there and commit it, or set 'program' to the file that holds it"
+        )
 
 
 def make_proposer(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -114,6 +114,21 @@ class Knob(Proposer):
         return cls(
             config.proposer.knobs, direction=config.objective.direction, seed=config.proposer.seed
         )
+
+    def check_files(self, config: ResearchConfig, read: Callable[[str], str | None]) -> None:
+        """Every knob's constant is assigned once at module level in its file at the base."""
+        for i, knob in enumerate(self.knobs):
+            where = f"autoresearch.toml: proposer.knobs[{i}] ({knob.name!r})"
+            text = read(knob.file)
+            if text is None:
+                raise ConfigError(f"{where}: file {knob.file!r} is not in the domain folder")
+            n = len(_constant_pattern(knob.constant).findall(text))
+            if n != 1:
+                found = "is not assigned" if n == 0 else f"is assigned {n} times"
+                raise ConfigError(
+                    f"{where}: constant {knob.constant} {found} at module level in "
+                    f"{knob.file}; fix 'constant' or 'file'"
+                )
 
     def start(self, settings: ProposerSettings) -> None:
         # The study lives in the ledger, so --resume continues the search.

@@ -21,7 +21,12 @@ from typing import TYPE_CHECKING, Any
 from autoresearch._errors import BudgetExhausted, ConfigError, ProposalError
 from autoresearch._layout import Layout
 from autoresearch._types import Candidate, Context, ExperimentRecord
-from autoresearch.proposers._base import Proposer, ProposerOptions, ProposerSettings
+from autoresearch.proposers._base import (
+    Proposer,
+    ProposerOptions,
+    ProposerSettings,
+    require_program,
+)
 from autoresearch.proposers._prompt import (
     candidate_schema,
     register_secret,
@@ -148,6 +153,9 @@ class LLM(Proposer):
                 "--max-cost-usd cannot be enforced. Set [proposer.llm] price_in_per_mtok_usd "
                 "and price_out_per_mtok_usd in autoresearch.toml (USD per million tokens)."
             )
+
+    def check_files(self, config: ResearchConfig, read: Callable[[str], str | None]) -> None:
+        require_program(config, read, "llm")
 
     def start(self, settings: ProposerSettings) -> None:
         # Run-wide limits: a limit given to the constructor stays when the run sets none.
