@@ -12,7 +12,8 @@ from autoresearch._git import diff, engine_env, find_repo_root
 from autoresearch._layout import Layout
 from autoresearch._ledger import Ledger
 from autoresearch._objective import report_key
-from autoresearch._types import ExperimentKind, Status
+from autoresearch._types import ExperimentKind, ExperimentRecord, Status
+from autoresearch.report._figures import noise_estimate, runs_label
 
 # Experiments listed by `status` (the JSON has them all in `counts`; rows via results.tsv).
 RECENT_ROWS = 15
@@ -54,10 +55,13 @@ def status_data(domain: Path, tag: str | None = None, holdout: bool = False) -> 
         best = keeps[-1] if keeps else None
         tokens, cost = ledger.spend(tag)
 
-        def incumbent_mean(commit: str | None) -> float | None:
-            values = ledger.run_values(tag, commit) if commit else []
-            return statistics.fmean(values) if values else None
+        def commit_values(record: ExperimentRecord | None) -> list[float]:
+            # Every run of the commit (calibration and interleaved incumbent runs too): a
+            # summary figure is their mean, where the row shows its own runs only.
+            return ledger.run_values(tag, record.commit) if record and record.commit else []
 
+        base_values, best_values = commit_values(baseline), commit_values(best)
+        noise = noise_estimate(ledger, tag)
         data: dict[str, Any] = {
             "tag": tag,
             "state": info.state,
@@ -65,14 +69,21 @@ def status_data(domain: Path, tag: str | None = None, holdout: bool = False) -> 
             "preset": info.preset,
             "metric": info.metric,
             "direction": info.direction,
-            "baseline_value": incumbent_mean(baseline.commit) if baseline else None,
-            "best_value": incumbent_mean(best.commit) if best else None,
+            "baseline_value": statistics.fmean(base_values) if base_values else None,
+            "baseline_runs": len(base_values),
+            "baseline_label": runs_label(len(base_values)),
+            "best_value": statistics.fmean(best_values) if best_values else None,
+            "best_runs": len(best_values),
+            "best_label": runs_label(len(best_values)),
             "best_commit": best.commit if best else None,
             "best_description": best.description if best else None,
             "experiments": len(records),
             "runs": ledger.run_count(tag),
             "counts": ledger.counts(tag),
-            "noise_sigma": info.noise_sigma,
+            # What the acceptance policy is handed at its next decision, and what it rests on.
+            "noise_sigma": noise.sigma,
+            "noise_runs": noise.runs,
+            "noise_commits": noise.commits,
             "spend": {"tokens": tokens, "cost_usd": round(cost, 6)},
             "report": _objective_report(ledger, tag),
             "recent": [
@@ -80,6 +91,7 @@ def status_data(domain: Path, tag: str | None = None, holdout: bool = False) -> 
                     "id": r.id,
                     "status": r.status.value,
                     "value": r.value,
+                    "value_label": runs_label(_row_runs(r)),
                     "description": r.description,
                     "reason": r.reason,
                     **({"holdout": dict(r.holdout)} if holdout else {}),
@@ -90,11 +102,21 @@ def status_data(domain: Path, tag: str | None = None, holdout: bool = False) -> 
         if holdout:
             data["holdout"] = {
                 "baseline": dict(baseline.holdout) if baseline else {},
+                "baseline_label": runs_label(_row_runs(baseline)) if baseline else None,
                 "best": dict(best.holdout) if best else {},
+                "best_label": runs_label(_row_runs(best)) if best else None,
             }
         return data
     finally:
         ledger.close()
+
+
+def _row_runs(record: ExperimentRecord) -> int:
+    """Runs behind a row's own value: a baseline row holds its first measured run (its
+    ``n_runs`` counts failed attempts too), a candidate the mean of its ``n_runs``."""
+    if record.value is None:
+        return 0
+    return 1 if record.kind is ExperimentKind.BASELINE else record.n_runs
 
 
 def _objective_report(ledger: Ledger, tag: str) -> dict[str, float]:
