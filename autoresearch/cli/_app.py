@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
+import logging
+import shlex
 import sys
 from collections.abc import Iterator
+from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -38,44 +38,59 @@ from autoresearch._init import (
     write_upstream_config,
 )
 from autoresearch._loop import Loop
-from autoresearch._types import Event, Status
-from autoresearch.report._status import diff_text, status_data
+from autoresearch._measure import metric_name
+from autoresearch._types import Status
+from autoresearch.acceptance import POLICIES
+from autoresearch.cli._progress import Printer
+from autoresearch.cli._text import STATUS_STYLE as _STATUS_STYLE
+from autoresearch.cli._text import clip, console, err, plural
+from autoresearch.cli._text import fmt as _fmt
+from autoresearch.cli._text import plain as _plain
+from autoresearch.proposers import PROPOSERS
+from autoresearch.report import diff_text, figure_text, figures_text, status_data
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUSY, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+# A line at least this often when output is not a terminal (a log file, nohup).
+HEARTBEAT_S = 60.0
+
+
+def _choices() -> str:
+    return (
+        f"Acceptance policies (--acceptance, acceptance.policy): {', '.join(POLICIES.names())}. "
+        f"Proposers (--proposer, proposer.name): {', '.join(PROPOSERS.names())}."
+    )
+
 
 app = typer.Typer(
-    help="Autonomous keep/revert research loops with a harness the proposer cannot edit.",
+    help="Autonomous keep/revert research loops with a harness the proposer cannot edit.\n\n"
+    + _choices(),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Help strings are shown as written: "[presets.NAME]" is a name, not rich markup.
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
-# Markup and emoji codes off: every string is printed as it is. Descriptions, reasons, log
-# tails, metric names, tags and paths may hold "[/]" or ":x:" (a crash, or text eaten); the
-# only styles are those of the Text pieces built here.
-console = Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
-err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
-
-# Every Status has its style (a StrEnum: the status view looks them up by the value).
-_STATUS_STYLE: dict[Status, str] = {
-    Status.KEEP: "green",
-    Status.DISCARD: "dim",
-    Status.CRASH: "red",
-    Status.TIMEOUT: "red",
-    Status.OOM: "red",
-    Status.INVALID: "yellow",
-    Status.GATE_FAILED: "magenta",
-    Status.INTERRUPTED: "yellow",
-    Status.RUNNING: "cyan",
-}
-
-# C0 and C1 control characters but newline and tab: ESC would let a candidate's text recolour
-# or clear the terminal, CR overwrite the line before it.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# The live printer, under the name tests and older callers import.
+_Printer = Printer
 
 
-def _plain(text: str) -> str:
-    """``text`` with its control characters shown as ``\\xNN`` escapes."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"autoresearch {package_version('autoresearch')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _top(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Autonomous keep/revert research loops with a harness the proposer cannot edit."""
 
 
 def _note(message: str) -> Text:
@@ -86,6 +101,26 @@ def _fail(message: str, code: int) -> typer.Exit:
     # Plain: messages name config tables like [proposer.llm] and quote a run's log.
     err.print(Text.assemble(("error:", "red"), " ", _plain(message)))
     return typer.Exit(code)
+
+
+def _existing(folder: Path) -> None:
+    """A read-only view of a folder that is not there is a usage error, not "no runs"."""
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise _fail(f"{folder} {what}", EXIT_USAGE)
+
+
+@contextlib.contextmanager
+def _own_lines() -> Iterator[None]:
+    """The command prints the loop's events itself: the library's log lines of the same
+    events (its default for a program that set up no logging) would print each one twice."""
+    logger = logging.getLogger("autoresearch")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 @contextlib.contextmanager
@@ -101,60 +136,14 @@ def _user_errors() -> Iterator[None]:
         raise _fail(str(e), EXIT_FAILED) from None
 
 
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.6g}"
-
-
-class _Printer:
-    """One line per experiment (id, status, metric, best so far, elapsed), with a progress
-    bar when the run has an experiment budget."""
-
-    def __init__(self, metric: str, total: int | None, max_hours: float | None = None) -> None:
-        self.metric = metric
-        self.total = total
-        self.done = 0
-        # A bar only on a terminal (rich draws nothing otherwise): by experiments, else by time.
-        self.bar: Progress | None = None
-        if total or max_hours:
-            self.bar = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                TextColumn("{task.percentage:>3.0f}%"),
-                TimeElapsedColumn(),
-                console=console,
-                transient=True,
-            )
-            unit = "experiments" if total else "time budget"
-            self._task = self.bar.add_task(unit, total=total or (max_hours or 0) * 3600)
-
-    def __enter__(self) -> _Printer:
-        if self.bar is not None:
-            self.bar.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-
-    def __call__(self, event: Event) -> None:
-        if event.kind != "experiment" or event.record is None:
-            console.print(_note(event.message))
-            return
-        r = event.record
-        self.done += 1
-        if self.bar is not None:
-            self.bar.update(self._task, completed=self.done if self.total else event.elapsed_s)
-        minutes, seconds = divmod(int(event.elapsed_s), 60)
-        progress = f"[{self.done}/{self.total}] " if self.total else ""
-        line = Text.assemble(
-            f"{progress}#{r.id:<4} ",
-            (f"{r.status.value:<11}", _STATUS_STYLE.get(r.status, "")),
-            f" {_plain(self.metric)} {_fmt(r.value):<10} best {_fmt(event.best_value):<10} "
-            f"{minutes:02d}:{seconds:02d}  {_plain(r.description[:70])}",
-        )
-        if r.status is not Status.KEEP and r.reason:
-            line.append(f" ({_plain(r.reason)})", style="dim")
-        console.print(line)
+def _resume_hint(domain: Path, tag: str, given: dict[str, object]) -> str:
+    """The command that continues this run with the options it was given: without its
+    budgets, following the hint would start an unbounded run."""
+    words = ["autoresearch", "run", str(domain), "--resume", "--tag", tag]
+    for flag, value in given.items():
+        if value is not None:
+            words += [flag, str(value)]
+    return shlex.join(words)
 
 
 @app.command()
@@ -166,7 +155,8 @@ def run(
         str | None, typer.Option(help="Named preset from the config ([presets.NAME]).")
     ] = None,
     proposer: Annotated[
-        str | None, typer.Option(help="knob, scripted, llm or agent (default: the config's).")
+        str | None,
+        typer.Option(help=f"{', '.join(PROPOSERS.names())} (default: the config's)."),
     ] = None,
     script: Annotated[
         Path | None, typer.Option(help="JSONL file for the scripted proposer.")
@@ -185,7 +175,10 @@ def run(
         bool, typer.Option("--resume", help="Continue a stopped run (the latest, or --tag).")
     ] = False,
     acceptance: Annotated[
-        str | None, typer.Option(help="Acceptance policy (overrides acceptance.policy).")
+        str | None,
+        typer.Option(
+            help=f"Acceptance policy: {', '.join(POLICIES.names())} (overrides acceptance.policy)."
+        ),
     ] = None,
     model: Annotated[str | None, typer.Option(help="llm: model name.")] = None,
     base_url: Annotated[str | None, typer.Option(help="llm: OpenAI-compatible endpoint.")] = None,
@@ -213,13 +206,20 @@ def run(
             "be isolated (no bubblewrap): they can then read your keys, files and ledger.",
         ),
     ] = False,
+    heartbeat_s: Annotated[
+        float,
+        typer.Option(
+            min=0.01,
+            help="When output is not a terminal, print a line at least this often (seconds).",
+        ),
+    ] = HEARTBEAT_S,
 ) -> None:
     """Run the research loop on TARGET until a budget ends or Ctrl-C."""
-    with _user_errors():
+    with _user_errors(), _own_lines():
         domain, note = resolve_domain(target, workdir)
         if note:
             console.print(_note(note))
-        printer = _Printer("value", max_experiments, max_hours)
+        printer = Printer("value", max_experiments, max_hours, heartbeat_s=heartbeat_s)
         loop = Loop.from_dir(
             domain,
             preset=preset,
@@ -236,7 +236,8 @@ def run(
             on_event=printer,
             unsafe_no_isolation=unsafe_no_isolation,
         )
-        printer.metric = loop.config.objective.metric or "value"
+        printer.metric = metric_name(loop.config, loop.objective)
+        printer.watch(loop)
         console.print(
             Text.assemble(
                 ("autoresearch", "bold"),
@@ -255,15 +256,38 @@ def run(
     counts = ", ".join(f"{n} {s}" for s, n in summary.counts.items() if n)
     console.print(
         Text.assemble(
-            (summary.tag, "bold"),
-            f": {summary.experiments} experiments ({counts}); "
-            f"baseline {_fmt(summary.baseline_value)} → best {_fmt(summary.best_value)} "
-            f"on branch {summary.branch} ({(summary.best_commit or '')[:7]}); "
+            ("tag ", "bold"),
+            (_plain(summary.tag), "bold"),
+            f", branch {_plain(summary.branch)}: {plural(summary.experiments, 'experiment')} "
+            f"({counts}); baseline {_fmt(summary.baseline_value)} → best "
+            f"{_fmt(summary.best_value)} ({(summary.best_commit or '')[:7]}); "
             f"{_plain(summary.stopped_because)}",
         )
     )
+    console.print(
+        f"see: autoresearch status {shlex.quote(str(domain))} --tag {shlex.quote(summary.tag)}"
+        f"  ·  git -C {shlex.quote(str(domain))} log --oneline {shlex.quote(summary.branch)}"
+    )
     if summary.interrupted:
-        console.print(f"resume with: autoresearch run {domain} --resume --tag {summary.tag}")
+        given: dict[str, object] = {
+            "--preset": preset,
+            "--proposer": proposer,
+            "--script": script,
+            "--acceptance": acceptance,
+            "--model": model,
+            "--base-url": base_url,
+            "--local-model": local_model,
+            "--api-key-env": api_key_env,
+            "--gpu-ids": gpu_ids,
+            "--max-experiments": max_experiments,
+            "--max-hours": max_hours,
+            "--max-cost-usd": max_cost_usd,
+            "--max-tokens": max_tokens,
+        }
+        hint = _resume_hint(domain, summary.tag, given)
+        if unsafe_no_isolation:
+            hint += " --unsafe-no-isolation"
+        console.print(f"resume with: {hint}")
         raise typer.Exit(EXIT_INTERRUPTED)
 
 
@@ -276,7 +300,7 @@ def baseline(
     tag: Annotated[str | None, typer.Option(help="Tag to record it under.")] = None,
 ) -> None:
     """Run the unmodified target once and print its metric."""
-    with _user_errors():
+    with _user_errors(), _own_lines():
         domain, note = resolve_domain(target)
         if note:
             console.print(_note(note))
@@ -298,6 +322,7 @@ def status(
     ] = False,
 ) -> None:
     """Show a run's progress: best value, counts by status, noise, spend."""
+    _existing(target)
     try:
         data = status_data(target, tag, holdout)
     except (ConfigError, SessionError) as e:
@@ -313,8 +338,7 @@ def _print_status(data: dict[str, Any], holdout: bool) -> None:
         Text.assemble(
             (data["tag"], "bold"),
             f" ({data['state']}): {_plain(data['metric'])} {data['direction']}; "
-            f"baseline {_fmt(data['baseline_value'])} → best {_fmt(data['best_value'])} "
-            f"({(data['best_commit'] or '')[:7]}); noise σ {_fmt(data['noise_sigma'])}; "
+            f"{_plain(figures_text(data))}; "
             f"spend {data['spend']['tokens']} tokens, ${data['spend']['cost_usd']:.4f}",
         )
     )
@@ -327,11 +351,11 @@ def _print_status(data: dict[str, Any], holdout: bool) -> None:
         table.add_column(Text(_plain(col)))
     for r in data["recent"]:
         row = [Text(str(r["id"])), Text(r["status"], style=_STATUS_STYLE.get(r["status"], ""))]
-        row.append(Text(_fmt(r["value"])))
+        row.append(Text(figure_text(r["value"], r["value_label"])))
         if holdout:
             held = ", ".join(f"{k}={v:.4g}" for k, v in r.get("holdout", {}).items())
             row.append(Text(_plain(held) or "-"))
-        table.add_row(*row, Text(_plain(r["description"][:80])))
+        table.add_row(*row, Text(_plain(clip(r["description"], 80))))
     console.print(table)
 
 
@@ -344,10 +368,15 @@ def diff(
     tag: Annotated[str | None, typer.Option(help="Which run (default: the latest).")] = None,
 ) -> None:
     """Print the cumulative change from the baseline to the best, or one experiment's diff."""
+    _existing(target)
     try:
-        sys.stdout.write(diff_text(target, tag, experiment))
+        text = diff_text(target, tag, experiment)
     except (ConfigError, SessionError, WorkspaceError) as e:
         raise _fail(str(e), EXIT_USAGE) from None
+    if not text and experiment is None:
+        # On stderr: `diff DIR > change.patch` stays an empty patch.
+        err.print("the best is the baseline: no change kept")
+    sys.stdout.write(text)
 
 
 @app.command()
