@@ -79,4 +79,5 @@ def run_summary(session: Session, best_value: float | None, stopped: str) -> Run
         experiments=len(records),
         stopped_because=stopped,
         interrupted=stopped == "interrupted",
+        baseline_runs=len(base_values),
     )

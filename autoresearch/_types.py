@@ -342,3 +342,5 @@ class RunSummary:
     experiments: int
     stopped_because: str
     interrupted: bool = False
+    # How many runs of the baseline's code ``baseline_value`` is the mean of.
+    baseline_runs: int = 0

@@ -47,7 +47,7 @@ from autoresearch.cli._text import clip, console, err, plural
 from autoresearch.cli._text import fmt as _fmt
 from autoresearch.cli._text import plain as _plain
 from autoresearch.proposers import PROPOSERS
-from autoresearch.report import diff_text, figure_text, figures_text, status_data
+from autoresearch.report import diff_text, figure_text, figures_text, runs_label, status_data
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUSY, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 # A line at least this often when output is not a terminal (a log file, nohup).
@@ -259,7 +259,8 @@ def run(
             ("tag ", "bold"),
             (_plain(summary.tag), "bold"),
             f", branch {_plain(summary.branch)}: {plural(summary.experiments, 'experiment')} "
-            f"({counts}); baseline {_fmt(summary.baseline_value)} → best "
+            f"({counts}); baseline "
+            f"{figure_text(summary.baseline_value, runs_label(summary.baseline_runs))} → best "
             f"{_fmt(summary.best_value)} ({(summary.best_commit or '')[:7]}); "
             f"{_plain(summary.stopped_because)}",
         )

@@ -30,6 +30,11 @@ def check_objective(
 ) -> Measurement:
     """Check an Objective against a finished run's folder and output; returns its Measurement.
 
+    ``workdir`` must hold what a finished run leaves for the objective to read: the files its
+    ``measure`` opens (e.g. the metrics JSON a harness writes, relative to the run's folder),
+    as the domain's ``command`` and ``eval_command`` would have left them. ``log_text`` is the
+    command's output and ``eval_text`` the evaluator's (None: no evaluator ran).
+
     Checks: ``measure`` returns a Measurement with a finite primary value; it edits no file in
     ``workdir``; a run with no output and an empty folder raises MetricMissing (not another
     error); ``gate`` returns a GateResult.
