@@ -135,7 +135,7 @@ class Measurer:
         pristine = {rel: (domain / rel).read_bytes() for rel in fixed_now}
         data = self._prepared_data(pristine)
         if data is not None:
-            data.check("before the run")
+            data.check("before the run", rehash=False)
         self.emit(run_event(exp, kind.value, step, f"seed {seed}, log {files.log}"))
         run = self.sandbox.run(self._spec(domain, files, seed, pristine))
         if data is not None:  # never score a run on data that changed (DataError stops it)
