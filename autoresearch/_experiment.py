@@ -118,8 +118,8 @@ class Pipeline:
             return None
         candidate = dataclasses.replace(
             candidate,
-            description=_storable(candidate.description),
-            hypothesis=_storable(candidate.hypothesis),
+            description=_storable(candidate.description, _MAX_DESCRIPTION),
+            hypothesis=_storable(candidate.hypothesis, _MAX_HYPOTHESIS),
         )
         exp = ledger.begin(
             self.s.tag,
@@ -388,11 +388,19 @@ def timeout_hint() -> str:
 __all__ = ["BudgetStop", "Outcome", "Pipeline"]
 
 
-def _storable(text: str) -> str:
-    """Text a proposer wrote, as the ledger can store it: a lone surrogate (a model's broken
-    escape, or a candidate's on purpose) is written as its escape, never a driver crash."""
+# A proposer's description and hypothesis go into the commit message, one argument of one git
+# command: Linux takes at most 128 KiB per argument, and git refuses a NUL in a message.
+_MAX_DESCRIPTION = 2_000
+_MAX_HYPOTHESIS = 16_000
+
+
+def _storable(text: str, limit: int) -> str:
+    """Text a proposer wrote, as the ledger and git can store it, never a driver crash: a lone
+    surrogate (a model's broken escape, or a candidate's on purpose) and a NUL are written as
+    their escapes, and text over ``limit`` characters is cut, ending in "…"."""
+    text = text.replace("\x00", "\\x00")
     try:
         text.encode("utf-8")
-        return text
     except UnicodeEncodeError:
-        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -414,7 +414,7 @@ class Ledger:
     def write_results_tsv(self, path: Path, metric: str) -> None:
         """Regenerate ``results.tsv`` (all tags, oldest first) via a temp file + rename."""
         header = ["commit", metric, "memory_gb", "status", "description", "id", "tag", "reason"]
-        lines = ["\t".join(header)]
+        lines = ["\t".join(_tsv_cell(h) for h in header)]
         for r in self._q(
             "SELECT commit_sha, parent_commit, value, memory_gb, status, description, id, tag,"
             " reason FROM experiments WHERE status != ? ORDER BY id",

@@ -10,14 +10,16 @@ import importlib.metadata
 import json
 import os
 import platform
+import re
 import shutil
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 from autoresearch._config import ResearchConfig
-from autoresearch._errors import SessionError
+from autoresearch._errors import SessionError, WorkspaceError
 from autoresearch._git import find_repo_root, init_repo
 from autoresearch._layout import Layout
 from autoresearch._ledger import Ledger
@@ -99,13 +101,48 @@ def ensure_repo(domain_dir: Path) -> bool:
     return True
 
 
-def default_tag(ledger: Ledger) -> str:
+# A tag names a branch, refs and folders: one path component, no git-special spelling.
+_TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def check_tag(tag: str) -> None:
+    if not _TAG.fullmatch(tag) or tag.endswith(".lock") or ".." in tag:
+        raise SessionError(
+            f"--tag {tag!r}: a tag is 1-64 letters, digits, '.', '_' or '-', starting with a "
+            "letter or digit (it names a git branch and folders), e.g. 'dec01' or 'lr-sweep'"
+        )
+
+
+def default_tag(ledger: Ledger, taken: Callable[[str], bool] = lambda tag: False) -> str:
+    """Today's date (``dec01``), then ``dec01-2``…: the first that neither this ledger nor the
+    repository (``taken``: a branch or candidate refs of another folder) uses."""
     base = dt.datetime.now().strftime("%b%d").lower()
     tag, n = base, 1
-    while ledger.tag_info(tag) is not None:
+    while ledger.tag_info(tag) is not None or taken(tag):
         n += 1
         tag = f"{base}-{n}"
     return tag
+
+
+def _tag_in_repo(domain_dir: Path, config: ResearchConfig) -> Callable[[str], bool]:
+    def taken(tag: str) -> bool:
+        ws = Workspace(domain_dir, tag, config.editable, config.fixed, config.program)
+        return ws.branch_commit() is not None or bool(ws.candidate_ref_ids())
+
+    return taken
+
+
+def _check_candidate_refs(ws: Workspace, ledger: Ledger, tag: str, resume: bool) -> None:
+    """Candidate refs are repository-wide: refs of this tag that this ledger did not make
+    belong to another run (another folder of the repository), whose commits they keep."""
+    ids = {str(r.id) for r in ledger.records(tag)} if resume else set()
+    foreign = [name for name in ws.candidate_ref_ids() if name not in ids]
+    if foreign:
+        raise SessionError(
+            f"refs/autoresearch/{tag}/ already holds {len(foreign)} ref(s) this run did not "
+            f"make (e.g. refs/autoresearch/{tag}/{foreign[0]}): another run, perhaps in another "
+            f"folder of {ws.repo_root}, uses tag {tag!r}. Choose another --tag"
+        )
 
 
 @dataclass
@@ -130,10 +167,15 @@ class Session:
         of the tag creates it again. Returns whether it was removed."""
         if self.ledger.values_by_commit(self.tag):
             return False
-        at = self.workspace.branch_commit()
-        if at is None or at != self.base_commit or self.workspace.checked_out_at() is not None:
+        ws = self.workspace
+        ws.forget_branch()  # read the ref afresh: someone may have committed to it meanwhile
+        at = ws.branch_commit()
+        if at is None or at != self.base_commit or ws.checked_out_at() is not None:
             return False
-        self.workspace.delete_branch(at)
+        try:
+            ws.delete_branch(at)
+        except WorkspaceError:  # moved between the read and the delete: it holds work now
+            return False
         return True
 
 
@@ -177,7 +219,9 @@ def open_session(
                     f"tag {tag!r} already exists in {domain_dir}; pass --resume to continue it "
                     "or choose another --tag"
                 )
-            tag = tag or default_tag(ledger)
+            if tag is not None:
+                check_tag(tag)
+            tag = tag or default_tag(ledger, _tag_in_repo(domain_dir, config))
         ws = Workspace(domain_dir, tag, config.editable, config.fixed, config.program)
         ws.exclude_state()
         dirty = ws.dirty_files(also=trusted.paths())
@@ -212,6 +256,7 @@ def open_session(
             lost = ledger.interrupt_running(tag, "the driver stopped during this experiment")
             if lost:
                 messages.append(f"resume: marked {len(lost)} experiment(s) interrupted")
+            _check_candidate_refs(ws, ledger, tag, resume=True)
             _reconcile_branch(ws, ledger, tag, base, messages)
             ledger.set_tag_state(tag, "running")
         else:
@@ -220,6 +265,7 @@ def open_session(
                     f"branch {ws.branch} already exists in {ws.repo_root}; pick another --tag "
                     f"or delete it (git branch -D {ws.branch})"
                 )
+            _check_candidate_refs(ws, ledger, tag, resume=False)
             base = ws.head_commit()
             trusted.bind(base)
             ws.create_branch(base)
@@ -265,11 +311,20 @@ def _reconcile_branch(
 ) -> None:
     """The branch only moves after a keep row is written; if the driver died in between,
     finish the move now."""
-    keeps = [r for r in ledger.records(tag) if r.status is Status.KEEP and r.commit]
-    # The ledger is checked against git before anything is trusted: every keep row's commit
-    # descends from the base through commits that change only editable files.
-    kept = [r.commit for r in keeps if r.kind is ExperimentKind.CANDIDATE and r.commit]
+    all_keeps = [r for r in ledger.records(tag) if r.status is Status.KEEP and r.commit]
+    # The ledger is checked against git before anything is trusted: every candidate keep's
+    # commit descends from the base through commits that change only editable files, and a
+    # keep of any other kind (the baseline) is the base itself. Only the checked rows may move
+    # the branch.
+    keeps = [r for r in all_keeps if r.kind is ExperimentKind.CANDIDATE]
+    kept = [r.commit for r in keeps if r.commit]
     problem = ws.check_kept_chain(base, kept)
+    stray = [r for r in all_keeps if r.kind is not ExperimentKind.CANDIDATE and r.commit != base]
+    if stray and not problem:
+        problem = (
+            f"experiment {stray[0].id} is a kept {stray[0].kind.value} row at "
+            f"{(stray[0].commit or '')[:7]}, which is not the run's base {base[:7]}"
+        )
     if problem:
         raise SessionError(
             f"the ledger of run {tag!r} does not match git: {problem}. It was changed outside "

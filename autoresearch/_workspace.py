@@ -172,6 +172,10 @@ class Workspace:
             self._branch_sha = out or None
         return self._branch_sha
 
+    def forget_branch(self) -> None:
+        """Drop the cached branch commit: the next ``branch_commit`` reads the ref."""
+        self._branch_sha = None
+
     def create_branch(self, commit: str) -> None:
         git(
             "update-ref", f"refs/heads/{self.branch}", commit, "", cwd=self.repo_root, env=self._env
@@ -221,7 +225,9 @@ class Workspace:
         self._branch_sha = new
 
     def delete_branch(self, expected: str) -> None:
-        """Remove the research branch, only if it still points at ``expected``."""
+        """Remove the research branch, only if it still points at ``expected`` (else a
+        ``WorkspaceError``)."""
+        self._branch_sha = None
         git(
             "update-ref",
             "-d",
@@ -278,6 +284,13 @@ class Workspace:
 
     def candidate_ref(self, experiment_id: int) -> str:
         return f"refs/autoresearch/{self.tag}/{experiment_id}"
+
+    def candidate_ref_ids(self) -> list[str]:
+        """The names under ``refs/autoresearch/<tag>/`` in the repository (experiment ids, if
+        this engine made them): another folder of the same repository may use the tag too."""
+        prefix = f"refs/autoresearch/{self.tag}/"
+        out = git("for-each-ref", "--format=%(refname)", prefix, cwd=self.repo_root, env=self._env)
+        return [line[len(prefix) :] for line in out.splitlines() if line.startswith(prefix)]
 
     # -- worktrees ---------------------------------------------------------------------------
     def add_worktree(self, name: str, commit: str) -> Path:
