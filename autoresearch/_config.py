@@ -83,13 +83,18 @@ class AcceptanceConfig(_Model):
         0.0, ge=0, description="Keep only improvements strictly larger than this (metric units)."
     )
     z: float = Field(
-        2.0, gt=0, description="threshold: keep if improvement > max(min_delta, z*sigma)."
+        2.0,
+        gt=0,
+        description="threshold: screen one run at max(min_delta, 0.75*z*sigma) over the "
+        "incumbent's mean, then keep on a z-test at z of 4 fresh pairs with the incumbent's "
+        "runs beside them.",
     )
     repeats: int | None = Field(
         None,
         ge=1,
-        description="repeated/sequential: most runs of a candidate "
-        "(None: the policy's default, repeated 3, sequential 7).",
+        description="repeated/sequential/paired: most runs of a candidate, each with an "
+        "incumbent run beside it (None: the policy's default, repeated 3, sequential 7, "
+        "paired 6; paired needs at least 6).",
     )
     test: Literal["welch", "bootstrap", "z"] | None = Field(
         None,
@@ -119,6 +124,12 @@ class AcceptanceConfig(_Model):
     )
     calibrate_every: int = Field(
         0, ge=0, description="Re-measure the incumbent's noise every N experiments (0: never)."
+    )
+    min_gain: float = Field(
+        0.01,
+        ge=0,
+        description="paired: keep only if the median per-pair gain exceeds this fraction "
+        "(0.01: 1% faster).",
     )
 
     @model_validator(mode="after")
@@ -264,6 +275,16 @@ class ProposerConfig(_Model):
         return self.table("agent")
 
 
+class TrackingConfig(_Model):
+    """Where every experiment is also logged (``[tracking]``): an experiment tracker."""
+
+    mlflow: str | None = Field(
+        None,
+        description='MLflow tracking URI, or "local" for a sqlite store under '
+        ".autoresearch/ (what `run --mlflow` with no URI gives); none: no MLflow.",
+    )
+
+
 class ResearchConfig(_Model):
     """The whole research config of one domain folder (after the preset is merged)."""
 
@@ -387,6 +408,21 @@ class ResearchConfig(_Model):
         "folder and kept in the ledger (no file a candidate reads): synthetic data it cannot "
         "regenerate.",
     )
+    gate_command: str | list[str] | None = Field(
+        None,
+        description="Command(s) that must pass before a keep (tests, a type check, lint), run "
+        "in the candidate's worktree, in the sandbox, after the metric decided for it; a "
+        "test summary they print may not count fewer tests than the unmodified code's.",
+    )
+    gate_timeout_s: float = Field(
+        600.0, gt=0, description="Hard kill of each gate command (its time is not measured)."
+    )
+    gate_retries: int = Field(
+        0,
+        ge=0,
+        description="Further attempts of a failing gate command before it counts as failed "
+        "(for a flaky suite); the unmodified code's check gets as many.",
+    )
     objective: ObjectiveConfig = Field(description="How a run is measured.")
     acceptance: AcceptanceConfig = Field(
         default_factory=AcceptanceConfig, description="How keep/discard is decided."
@@ -395,6 +431,18 @@ class ResearchConfig(_Model):
         default_factory=ProposerConfig, description="Who proposes candidates."
     )
     default_preset: str | None = Field(None, description="Preset used when --preset is not given.")
+    tracking: TrackingConfig = Field(
+        default_factory=TrackingConfig, description="Experiment trackers (MLflow)."
+    )
+
+    @property
+    def gate_commands(self) -> tuple[str, ...]:
+        """``gate_command`` as a tuple (empty without one)."""
+        if self.gate_command is None:
+            return ()
+        if isinstance(self.gate_command, str):
+            return (self.gate_command,)
+        return tuple(self.gate_command)
 
     def readable_paths(self) -> tuple[Path, ...]:
         """``readable``, expanded and absolute (relative paths are from the current folder)."""
@@ -435,6 +483,8 @@ class ResearchConfig(_Model):
                 f"env sets {self.data_seed_env}, the data_seed_env variable: every run would "
                 "see the seed. Remove it from env (a fixed, public seed goes in prepare_env)."
             )
+        if any(not c.strip() for c in self.gate_commands) or self.gate_command == []:
+            raise ValueError("gate_command: a gate command is empty; give a shell command")
         if self.eval_secrets and not self.editable_are_data:
             raise ValueError(
                 "eval_secrets needs editable_are_data = true: keys may reach the evaluator "

@@ -5,8 +5,16 @@ from __future__ import annotations
 import statistics
 
 from autoresearch._config import ResearchConfig
+from autoresearch._objective import feedback_key
 from autoresearch._session import Session
-from autoresearch._types import Context, ExperimentKind, HistoryEntry, RunSummary, Status
+from autoresearch._types import (
+    Context,
+    ExperimentKind,
+    ExperimentRecord,
+    HistoryEntry,
+    RunSummary,
+    Status,
+)
 
 
 def build_context(
@@ -57,7 +65,23 @@ def build_context(
         experiment_id=(records[-1].id + 1) if records else 1,
         last_failure=last_failure,
         editable_globs=tuple(config.editable),
+        feedback=_feedback(session, records),
     )
+
+
+def _feedback(session: Session, records: list[ExperimentRecord]) -> str:
+    """``Objective.feedback`` kept for the incumbent (the last keep) and, when it is another
+    one, the last experiment."""
+    keep = next((r for r in reversed(records) if r.status is Status.KEEP), None)
+    last = records[-1] if records else None
+    parts = []
+    for r, what in ((keep, "the current best"), (last, "the last experiment")):
+        if r is None or (what == "the last experiment" and keep is not None and r.id == keep.id):
+            continue
+        text = session.ledger.meta(feedback_key(session.tag, r.id))
+        if isinstance(text, str) and text:
+            parts.append(f"## On {what} (experiment {r.id}, {r.status.value})\n{text}")
+    return "\n\n".join(parts)
 
 
 def run_summary(session: Session, best_value: float | None, stopped: str) -> RunSummary:

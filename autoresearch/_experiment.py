@@ -6,10 +6,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import posixpath
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from autoresearch._config import ResearchConfig
@@ -21,6 +23,7 @@ from autoresearch._errors import (
     ProposalError,
     ScopeError,
 )
+from autoresearch._gate import GateOutcome, GateRunner, loader_files, shadowing_modules
 from autoresearch._measure import (
     FAILURE_TAIL_CHARS,
     Measurer,
@@ -33,6 +36,7 @@ from autoresearch._measure import (
     summarize,
 )
 from autoresearch._objective import Objective, has_report, report_key
+from autoresearch._scope import glob_match
 from autoresearch._session import Session
 from autoresearch._types import (
     GATE_RUN,
@@ -142,7 +146,9 @@ class Pipeline:
         worktree = ws.add_worktree(f"{self.s.tag}-{exp}", parent)
         try:
             try:
+                self._no_gate_loaders(candidate)
                 changed, created = ws.apply(worktree, candidate.edits)
+                self._no_shadowing(created)
             except ScopeError as e:
                 return Outcome(Status.INVALID, str(e), Cause.SCOPE, failure_note=f"invalid: {e}")
             message = _commit_message(candidate, exp)
@@ -185,8 +191,16 @@ class Pipeline:
             if not gate.passed:
                 why = f"gate: {gate.reason}"
                 return Outcome(Status.GATE_FAILED, why, Cause.GATE, fields, f"gate_failed: {why}")
+            gated = self._gate_command(exp, worktree, folder)
+            if gated is not None and not gated.passed:
+                if gated.interrupted:
+                    raise Interrupted
+                why = f"gate_command: {gated.reason}"
+                note = f"gate_failed: {why}\n{gated.tail}"
+                return Outcome(Status.GATE_FAILED, why, Cause.GATE, fields, note)
             effect = self._effect(parent, fields["value"])
-            summary = f"gate: {gate.reason}" if gate.reason else ""
+            notes = [gate.reason, gated.reason if gated is not None else ""]
+            summary = "; ".join(f"gate: {n}" for n in notes if n)
             kept = ws.reword(commit, _kept_message(candidate, exp, effect, summary), exp)
             ledger.rename_commit(self.s.tag, exp, commit, kept)
             rename_in_measurements(folder, commit, kept)
@@ -194,6 +208,102 @@ class Pipeline:
             return Outcome(Status.KEEP, judged.reason, fields=fields)
         finally:
             ws.remove_worktree(worktree)
+
+    # -- gate_command -------------------------------------------------------------------
+    def _no_gate_loaders(self, candidate: Candidate) -> None:
+        """ScopeError for an edit to a file a gate's runner loads on its own (a conftest.py,
+        a .pth, a pytest config), whatever the editable globs say, when a gate is set."""
+        if not self.config.gate_commands:
+            return
+        bad = loader_files(posixpath.normpath(e.path.replace("\\", "/")) for e in candidate.edits)
+        if bad:
+            raise ScopeError(
+                f"{bad[0]!r}: a file the gate's runner would load (conftest.py, "
+                "sitecustomize.py, a .pth file, test or linter configuration) may not change "
+                "while a gate_command is set"
+            )
+
+    def _no_shadowing(self, created: list[str]) -> None:
+        """ScopeError for a new module that would be imported in place of the test runner,
+        the standard library or an installed package, when a gate is set."""
+        if not self.config.gate_commands:
+            return
+        bad = shadowing_modules(created)
+        if bad:
+            raise ScopeError(
+                f"{bad[0]!r}: a new module of that name would be imported instead of the "
+                "standard library's or an installed package's (e.g. the test runner) while a "
+                "gate_command is set; name it differently"
+            )
+
+    def _gate_runner(self, domain: Path) -> GateRunner:
+        """The gate commands run like any run, with the fixed files (the tests the candidate
+        is gated by) bound read-only from their bytes before it: candidate code a test imports
+        cannot rewrite a test that is yet to be collected."""
+        m = self.m
+        fixed = self._fixed_bytes(domain)
+        return GateRunner(
+            self.config.gate_commands,
+            self.config.gate_timeout_s,
+            self.config.gate_retries,
+            m.sandbox,
+            lambda domain, files: m._spec(domain, files, 0, fixed),
+            lambda: _differ(fixed, self._fixed_bytes(domain)),
+        )
+
+    def _fixed_bytes(self, domain: Path) -> dict[str, bytes]:
+        snap = self.s.workspace.snapshot(domain)
+        return {
+            rel: (domain / rel).read_bytes()
+            for rel in sorted(snap)
+            if not glob_match(rel, self.config.editable)
+        }
+
+    def _gate_command(self, exp: int, worktree: Path, folder: Path) -> GateOutcome | None:
+        """The gate commands on the candidate's committed files (what its runs left is
+        removed first: a file a run wrote must not change the gate), against the unmodified
+        code's test counts; None without a gate_command."""
+        if not self.config.gate_commands:
+            return None
+        ws = self.s.workspace
+        ws.reset_worktree(worktree)
+        ws.refresh_git_env(worktree)
+        reference = self.s.ledger.meta(gate_reference_key(self.s.tag))
+        domain = ws.worktree_domain(worktree)
+        return self._gate_runner(domain).run(
+            domain,
+            folder,
+            reference if isinstance(reference, dict) else {},
+            lambda what: self.emit(run_event(exp, GATE_RUN, (1, 1), what)),
+        )
+
+    def _gate_reference(self, exp: int, worktree: Path, folder: Path) -> None:
+        """Before the first candidate: the gate commands on the unmodified code. Their test
+        counts become the reference; a failure stops the run (BaselineFailed)."""
+        if not self.config.gate_commands:
+            return
+        ws = self.s.workspace
+        ws.reset_worktree(worktree)
+        ws.refresh_git_env(worktree)
+        domain = ws.worktree_domain(worktree)
+        out = self._gate_runner(domain).run(
+            domain,
+            folder,
+            None,
+            lambda what: self.emit(run_event(exp, GATE_RUN, (1, 1), f"unmodified code, {what}")),
+        )
+        if out.interrupted:
+            raise Interrupted
+        if not out.passed:
+            retries = self.config.gate_retries
+            raise BaselineFailed(
+                f"gate_command fails on the unmodified code: {out.reason}. No candidate can "
+                "pass a gate the code it starts from fails: fix the suite, exclude its flaky "
+                f"tests, or raise gate_retries (now {retries}).\nIts output ends with:\n"
+                f"{out.tail}\nSee {folder}"
+            )
+        self.s.ledger.set_meta(gate_reference_key(self.s.tag), out.counts)
+        self.emit(Event("message", message=f"gate_command on the unmodified code: {out.reason}"))
 
     def _effect(self, parent: str, value: float) -> str:
         """ "val_bpb 3.92 -> 3.58 (-0.34)": the incumbent's mean and the candidate's."""
@@ -298,6 +408,16 @@ class Pipeline:
         fields = summarize([first.measurement])
         fields.update(commit_sha=base, n_runs=attempt, log_path=str(first.run.log_path))
         fields.update(memory_gb=memory_gb([first.run]))
+        if self.config.gate_commands:
+            worktree = s.workspace.add_worktree(f"{s.tag}-{exp}-gate", base)
+            try:
+                self._gate_reference(exp, worktree, folder)
+            except BaselineFailed as e:
+                failed = Outcome(Status.GATE_FAILED, str(e).split("\n")[0], Cause.GATE, fields)
+                self.finish(None, cand, exp, failed)
+                raise
+            finally:
+                s.workspace.remove_worktree(worktree)
         return self.finish(None, cand, exp, Outcome(Status.KEEP, "baseline", fields=fields))
 
     # -- recording -----------------------------------------------------------------------
@@ -341,6 +461,15 @@ class Pipeline:
         except Exception:  # a report that cannot be computed shows none; the run goes on
             figures = {}
         self.s.ledger.set_meta(report_key(self.s.tag), figures)
+
+
+def _differ(before: dict[str, bytes], after: dict[str, bytes]) -> list[str]:
+    return sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+
+
+def gate_reference_key(tag: str) -> str:
+    """The ledger's meta key of the unmodified code's gate test counts for run ``tag``."""
+    return f"gate_reference:{tag}"
 
 
 def _failed(run: RunOutcome, fields: dict[str, Any]) -> Outcome:

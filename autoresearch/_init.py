@@ -34,6 +34,7 @@ def write_config(
     memory_limit_mb: int | None = None,
     startup_allowance_s: float | None = None,
     grace_s: float | None = None,
+    gate_command: list[str] | None = None,
     force: bool = False,
 ) -> Path:
     """Write the config, validate it by loading it back; on any error nothing is left behind."""
@@ -60,6 +61,11 @@ def write_config(
         lines.append(f"timeout_s = {timeout_s:g}")
     if memory_limit_mb is not None:
         lines.append(f"memory_limit_mb = {memory_limit_mb}")
+    if gate_command:
+        # Must pass before a keep, in the candidate's worktree (its test files stay fixed).
+        gates = [_toml_str(g) for g in gate_command]
+        value = gates[0] if len(gates) == 1 else f"[{', '.join(gates)}]"
+        lines.append(f"gate_command = {value}")
     lines += [
         "",
         "[objective]",

@@ -10,6 +10,10 @@ DIR/.autoresearch/runs/<tag>/<id>/           an experiment: diff.patch and its r
 DIR/.autoresearch/runs/<tag>/calibration-<n>/  the incumbent's calibration runs
 DIR/.autoresearch/local-model.log            a local model server's output
 DIR/.autoresearch/agent-logs/                an agent proposer's transcripts
+DIR/.autoresearch/mlflow.sqlite              the local MLflow store (`run --mlflow`)
+DIR/.autoresearch/mlflow-artifacts/          its artifacts (each experiment's diff and log)
+DIR/.autoresearch/runs/<tag>/confirm-<n>/    a `confirm`'s runs (baseline/, best/)
+DIR/.autoresearch/runs/<tag>/progress.png    `report` (with report.md, report.html)
 ```
 
 A run's files are named by why it ran and how many such runs the folder already holds
@@ -74,6 +78,14 @@ class Layout:
     @property
     def agent_logs(self) -> Path:
         return self.state_dir / "agent-logs"
+
+    @property
+    def mlflow_db(self) -> Path:
+        return self.state_dir / "mlflow.sqlite"
+
+    @property
+    def mlflow_artifacts(self) -> Path:
+        return self.state_dir / "mlflow-artifacts"
 
     def tag_dir(self, tag: str) -> Path:
         return self.state_dir / "runs" / tag

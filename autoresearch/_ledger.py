@@ -21,6 +21,8 @@ from autoresearch._ledger_rows import (
     _SCHEMA,
     RUN_KINDS,
     SCHEMA_VERSION,
+    Confirmation,
+    _confirmation,
     _record,
     _run_record,
     _tag_info,
@@ -315,12 +317,32 @@ class Ledger:
         return out
 
     def spend(self, tag: str) -> tuple[int, float]:
+        """Tokens and USD of ``tag``: the proposer's and the evaluator's together."""
         r = self._q(
-            "SELECT COALESCE(SUM(tokens),0) AS t, COALESCE(SUM(cost_usd),0) AS c"
-            " FROM experiments WHERE tag=?",
+            "SELECT COALESCE(SUM(tokens + eval_tokens),0) AS t,"
+            " COALESCE(SUM(cost_usd + eval_cost_usd),0) AS c FROM experiments WHERE tag=?",
             (tag,),
         )[0]
-        return int(r["t"]), float(r["c"])
+        loose = self.meta(_eval_spend_key(tag)) or [0, 0.0]
+        return int(r["t"]) + int(loose[0]), float(r["c"]) + float(loose[1])
+
+    def add_eval_spend(
+        self, tag: str, experiment_id: int | None, tokens: int, cost_usd: float
+    ) -> None:
+        """Add what the evaluator spent on one run to its experiment (a calibration run,
+        which has none, to the tag's own tally)."""
+        if not tokens and not cost_usd:
+            return
+        if experiment_id is not None:
+            with self._tx():
+                self._db.execute(
+                    "UPDATE experiments SET eval_tokens = eval_tokens + ?,"
+                    " eval_cost_usd = eval_cost_usd + ? WHERE id=?",
+                    (tokens, cost_usd, experiment_id),
+                )
+            return
+        loose = self.meta(_eval_spend_key(tag)) or [0, 0.0]
+        self.set_meta(_eval_spend_key(tag), [int(loose[0]) + tokens, float(loose[1]) + cost_usd])
 
     # -- runs --------------------------------------------------------------------------------
     def add_run(
@@ -410,6 +432,84 @@ class Ledger:
             )
         return [_run_record(r) for r in rows]
 
+    # -- confirm (re-measures on fresh seeds; apart from the runs the loop decided on) ----
+    def max_seed(self, tag: str) -> int:
+        """The highest seed any run of ``tag`` used, confirm runs included (-1 for none)."""
+        rows = self._q(
+            "SELECT MAX(s) FROM (SELECT MAX(seed) AS s FROM runs WHERE tag=?"
+            " UNION ALL SELECT MAX(seed) AS s FROM confirm_runs WHERE tag=?)",
+            (tag, tag),
+        )
+        value = rows[0][0]
+        return -1 if value is None else int(value)
+
+    def new_confirmation(self, tag: str, baseline_commit: str, best_commit: str) -> int:
+        """A confirmation's row, written before its runs (its result filled in at the end)."""
+        with self._tx():
+            cur = self._db.execute(
+                "INSERT INTO confirmations (tag, created_at, baseline_commit, best_commit,"
+                " result) VALUES (?,?,?,?,?)",
+                (tag, time.time(), baseline_commit, best_commit, "{}"),
+            )
+        assert cur.lastrowid is not None
+        return cur.lastrowid
+
+    def add_confirm_run(
+        self,
+        tag: str,
+        confirmation: int,
+        arm: str,
+        commit: str,
+        run: RunResult,
+        measurement: Measurement | None,
+        status: str,
+        reason: str = "",
+    ) -> None:
+        """One run of a confirmation (``arm``: "baseline" or "best"). Kept out of ``runs``:
+        the loop's figures and noise estimate never mix with the replication's."""
+        with self._tx():
+            self._db.execute(
+                "INSERT INTO confirm_runs (tag, confirmation, arm, commit_sha, seed, status,"
+                " reason, wall_s, value, secondary, holdout, log_path, started_at)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    tag,
+                    confirmation,
+                    arm,
+                    commit,
+                    run.seed,
+                    status,
+                    reason or run.reason,
+                    run.wall_s,
+                    measurement.primary if measurement else None,
+                    json.dumps(dict(measurement.secondary)) if measurement else "{}",
+                    json.dumps(dict(measurement.holdout)) if measurement else "{}",
+                    str(run.log_path),
+                    time.time() - run.wall_s,
+                ),
+            )
+
+    def finish_confirmation(self, confirmation: int, result: Mapping[str, Any]) -> None:
+        with self._tx():
+            self._db.execute(
+                "UPDATE confirmations SET result=? WHERE id=?",
+                (json.dumps(dict(result), default=str), confirmation),
+            )
+
+    def confirmations(self, tag: str) -> list[Confirmation]:
+        """Every finished confirmation of ``tag``, oldest first."""
+        try:
+            rows = self._q(
+                "SELECT * FROM confirmations WHERE tag=? AND result != '{}' ORDER BY id", (tag,)
+            )
+        except sqlite3.OperationalError:  # a read-only view of a ledger from before confirm
+            return []
+        return [_confirmation(r) for r in rows]
+
+    def latest_confirmation(self, tag: str) -> Confirmation | None:
+        found = self.confirmations(tag)
+        return found[-1] if found else None
+
     # -- results.tsv -------------------------------------------------------------------------
     def write_results_tsv(self, path: Path, metric: str) -> None:
         """Regenerate ``results.tsv`` (all tags, oldest first) via a temp file + rename."""
@@ -439,3 +539,8 @@ class Ledger:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write("\n".join(lines) + "\n")
         os.replace(tmp, path)
+
+
+def _eval_spend_key(tag: str) -> str:
+    """The meta key of the evaluator's spend on runs outside any experiment (calibration)."""
+    return f"eval_spend:{tag}"

@@ -6,6 +6,8 @@ from __future__ import annotations
 import enum
 import json
 import sqlite3
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 from autoresearch._types import (
@@ -18,7 +20,7 @@ from autoresearch._types import (
     TagInfo,
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: eval spend columns, confirmations
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS tags (
@@ -50,6 +52,18 @@ CREATE TABLE IF NOT EXISTS runs (
     log_path TEXT, started_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS runs_commit ON runs(tag, commit_sha);
+CREATE TABLE IF NOT EXISTS confirm_runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, tag TEXT NOT NULL REFERENCES tags(tag),
+    confirmation INTEGER NOT NULL, arm TEXT NOT NULL, commit_sha TEXT NOT NULL,
+    seed INTEGER NOT NULL, status TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '',
+    wall_s REAL NOT NULL, value REAL, secondary TEXT NOT NULL DEFAULT '{}',
+    holdout TEXT NOT NULL DEFAULT '{}', log_path TEXT, started_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS confirmations (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, tag TEXT NOT NULL REFERENCES tags(tag),
+    created_at REAL NOT NULL, baseline_commit TEXT NOT NULL, best_commit TEXT NOT NULL,
+    result TEXT NOT NULL
+);
 """
 RUN_KINDS = tuple(k.value for k in RunKind)
 # The experiment columns a record holds: every one but the diff (often the largest, and read
@@ -57,12 +71,15 @@ RUN_KINDS = tuple(k.value for k in RunKind)
 _RECORD_COLUMNS = (
     "id, tag, status, reason, description, hypothesis, proposer, parent_commit, commit_sha,"
     " value, secondary, holdout, meta, tokens, cost_usd, memory_gb, content_hash, kind, cause,"
-    " n_runs, started_at, finished_at, log_path"
+    " n_runs, started_at, finished_at, log_path, eval_tokens, eval_cost_usd"
 )
 # Columns added since schema 1: (table, column, definition). Old ledgers get them on open.
 _MIGRATIONS = (
     ("experiments", "kind", "TEXT NOT NULL DEFAULT 'candidate'"),
     ("experiments", "cause", "TEXT"),
+    # What the fixed evaluator spent (a prompt eval's model calls), beside the proposer's.
+    ("experiments", "eval_tokens", "INTEGER NOT NULL DEFAULT 0"),
+    ("experiments", "eval_cost_usd", "REAL NOT NULL DEFAULT 0"),
 )
 
 
@@ -109,6 +126,8 @@ def _record(r: sqlite3.Row) -> ExperimentRecord:
         started_at=r["started_at"],
         finished_at=r["finished_at"],
         log_path=r["log_path"],
+        eval_tokens=r["eval_tokens"],
+        eval_cost_usd=r["eval_cost_usd"],
     )
 
 
@@ -130,6 +149,30 @@ def _run_record(r: sqlite3.Row) -> RunRecord:
         holdout=json.loads(r["holdout"]),
         log_path=r["log_path"],
         started_at=r["started_at"],
+    )
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """A recorded ``confirm``: baseline and best re-measured on fresh seeds (``result``
+    holds the figures ``confirm --json`` prints)."""
+
+    id: int
+    tag: str
+    created_at: float
+    baseline_commit: str
+    best_commit: str
+    result: Mapping[str, Any]
+
+
+def _confirmation(r: sqlite3.Row) -> Confirmation:
+    return Confirmation(
+        id=r["id"],
+        tag=r["tag"],
+        created_at=r["created_at"],
+        baseline_commit=r["baseline_commit"],
+        best_commit=r["best_commit"],
+        result=json.loads(r["result"]),
     )
 
 

@@ -23,6 +23,7 @@ from autoresearch._measure import Measurer, metric_name
 from autoresearch._objective import Objective, objective_for_domain
 from autoresearch._preflight import check_startup
 from autoresearch._session import Session, open_session
+from autoresearch._tracking import MlflowTracker, check_tracking, make_tracker
 from autoresearch._trusted import TrustedFiles
 from autoresearch._types import Context, Event, ExperimentRecord, RunSummary, Status
 from autoresearch.acceptance._base import Acceptance, make_acceptance
@@ -94,6 +95,8 @@ class Loop:
         if proposer is not None or config.proposer.name or config.proposer.knobs:
             self.proposer = make_proposer(proposer, config, self.domain_dir, self.proposer_options)
         check_startup(self.trusted, config, self.proposer)
+        check_tracking(config)
+        self._tracker: MlflowTracker | None = None
         # Code the user did not write needs namespaces (or an explicit, informed opt-out).
         self.isolation_notes = (
             isolation_warnings(self.sandbox, self.proposer, unsafe_no_isolation=unsafe_no_isolation)
@@ -282,6 +285,14 @@ class Loop:
             deny_env=(self.config.proposer.llm.api_key_env, self.proposer_options.api_key_env),
             emit=self.on_event,
         )
+        self._tracker = make_tracker(
+            self.config,
+            self.domain_dir,
+            session.tag,
+            session.ledger,
+            metric_name(self.config, self.objective),
+            self.on_event,
+        )
         self._pipeline = Pipeline(
             session,
             self.config,
@@ -297,6 +308,8 @@ class Loop:
     def on_event(self, event: Event) -> None:
         """Log ``event`` and pass it to the ``on_event`` callback, if any."""
         log.info("%s", _log_line(event))
+        if event.kind == "experiment" and event.record and self._tracker is not None:
+            self._tracker.experiment_done(event.record)  # never raises: it warns once
         if self._user_on_event is not None:
             self._user_on_event(event)
 

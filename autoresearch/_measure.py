@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import math
 import os
 import statistics
 import tempfile
@@ -18,7 +20,7 @@ from autoresearch._data import DataGuard, ensure_data, run_caches
 from autoresearch._data_candidates import check_files, eval_secret_values
 from autoresearch._errors import Interrupted, MetricMissing
 from autoresearch._layout import RunFiles, reserve_run_files
-from autoresearch._objective import Objective
+from autoresearch._objective import Objective, eval_spend, feedback_key
 from autoresearch._scope import glob_match
 from autoresearch._session import Session, marker_prefix
 from autoresearch._types import Cause, Event, Measurement, RunKind, RunResult, Status
@@ -28,6 +30,10 @@ from autoresearch.execution._sandbox import RunSpec, Sandbox
 
 # Chars of a failed run's log handed to the proposer as the last failure.
 FAILURE_TAIL_CHARS = 4000
+# Characters of an objective's feedback on one run kept for the proposer.
+MAX_FEEDBACK_CHARS = 6000
+
+log = logging.getLogger("autoresearch")
 # The most incumbent runs one experiment may take, per run its candidate may take (the
 # noise-aware policies ask for at most a few per candidate run).
 INCUMBENT_RUNS_PER_CANDIDATE_RUN = 4
@@ -138,6 +144,8 @@ class Measurer:
             data.check("before the run", rehash=False)
         self.emit(run_event(exp, kind.value, step, f"seed {seed}, log {files.log}"))
         run = self.sandbox.run(self._spec(domain, files, seed, pristine))
+        # The evaluator's own spend, read from its output only, whatever became of the run.
+        s.ledger.add_eval_spend(s.tag, exp, *eval_spend(run))
         if data is not None:  # never score a run on data that changed (DataError stops it)
             data.check("after the run, before it was scored")
         s.workspace.refresh_git_env(worktree)  # before a git call runs what it planted
@@ -164,6 +172,8 @@ class Measurer:
             s.ledger.add_run(s.tag, exp, kind, commit, run, None, Status.CRASH, why)
             return RunOutcome(run, None, Status.CRASH, Cause.OBJECTIVE_ERROR, why, f"crash: {why}")
         s.ledger.add_run(s.tag, exp, kind, commit, run, m)
+        if exp is not None and kind in (RunKind.BASELINE, RunKind.CANDIDATE, RunKind.REPEAT):
+            self._keep_feedback(exp, run)
         write_json(
             files.measurement,
             {
@@ -178,6 +188,22 @@ class Measurer:
             },
         )
         return RunOutcome(run, m)
+
+    def _keep_feedback(self, exp: int, run: RunResult) -> None:
+        """The objective's feedback on this run, for the proposer (a failing ``feedback``
+        costs only the feedback)."""
+        try:
+            text = self.objective.feedback(run)
+        except Exception as e:
+            log.warning(
+                "objective feedback failed (%s: %s); the proposer gets none", type(e).__name__, e
+            )
+            return
+        if not isinstance(text, str) or not text.strip():
+            return
+        if len(text) > MAX_FEEDBACK_CHARS:
+            text = text[: MAX_FEEDBACK_CHARS - 1] + "…"
+        self.session.ledger.set_meta(feedback_key(self.session.tag, exp), text)
 
     def _prepared_data(self, fixed_files: dict[str, bytes]) -> DataGuard | None:
         """The session's data: prepared (from the fixed files' bytes) if its folder is missing,
@@ -257,6 +283,10 @@ class Measurer:
         assert first.run is not None and first.measurement is not None
         runs = [(first.run, first.measurement)]
         values = [first.measurement.primary]
+        # The incumbent's runs of this experiment, in order (Evidence.paired): the k-th ran
+        # beside the candidate's k-th, right after or right before it, as the policy asked
+        # (a failed one is NaN, so the pairs stay aligned).
+        paired: list[float] = []
         inc_tree: Path | None = None
         # Incumbent runs one experiment may ask for: a policy that only ever asks for the
         # incumbent must not keep the experiment going forever.
@@ -269,11 +299,13 @@ class Measurer:
                     tuple(self.incumbent_values()),
                     self.config.objective.direction,
                     self.noise_sigma(),
+                    tuple(paired),
                 )
                 decision = self.acceptance.decide(evidence)
                 if decision.verdict is not Verdict.MEASURE:
                     return Judgement(decision.verdict, decision.reason, runs)
-                if len(values) >= self.acceptance.max_runs_per_candidate:
+                at_most = self.acceptance.max_runs_per_candidate
+                if decision.more_candidate > 0 and len(values) >= at_most:
                     why = f"undecided after {len(values)} runs: {decision.reason}"
                     return Judgement(Verdict.DISCARD, why, runs)
                 if incumbent_runs + decision.more_incumbent > incumbent_cap:
@@ -296,6 +328,8 @@ class Measurer:
                         )
                         if inc.failure is Status.INTERRUPTED:
                             raise Interrupted
+                        got = inc.measurement if inc.ok else None
+                        paired.append(got.primary if got is not None else math.nan)
                     if i < decision.more_candidate:
                         step = (len(values) + 1, self.acceptance.max_runs_per_candidate)
                         more = self.measure(

@@ -34,6 +34,12 @@ class Objective(abc.ABC):
       history (e.g. a deflated Sharpe ratio). The driver calls it after each experiment and
       keeps the figures in the ledger, where ``status`` reads them: ``status`` imports no
       code of the domain. The default returns none.
+    - ``feedback`` returns what a proposer may read about a measured run beyond its metric
+      (e.g. the evaluation's failing criteria, with evidence). It is called after every
+      successful ``measure`` of a baseline or candidate run; the driver keeps the latest text
+      per experiment (capped), and the proposer is shown the incumbent's and the last
+      experiment's, fenced as data. Read it from what the trusted evaluator wrote, and leave
+      holdout material out: the proposer sees all of it. The default returns "" (nothing).
     - Direction (minimize/maximize) comes from the config, not from the objective.
     - Not guaranteed: that ``measure`` sees every run of a candidate in order across resumes.
     """
@@ -46,6 +52,9 @@ class Objective(abc.ABC):
 
     def report(self, history: Sequence[ExperimentRecord]) -> Mapping[str, float]:
         return {}
+
+    def feedback(self, run: RunResult) -> str:
+        return ""
 
 
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?inf|nan"
@@ -174,6 +183,30 @@ def objective_for_domain(config: ObjectiveConfig, files: TrustedFiles) -> Object
     """``load_objective`` for a run: the domain's own objective module from the run's base
     commit, never from the checkout a candidate may have written."""
     return load_objective(config, files)
+
+
+# Names an eval_command's summary block may use to report what its model calls cost.
+EVAL_TOKENS = "eval_tokens"
+EVAL_COST_USD = "eval_cost_usd"
+
+
+def eval_spend(run: RunResult) -> tuple[int, float]:
+    """(tokens, USD) the fixed evaluator reports in its last summary block (an evaluator
+    prints it after every step, so a killed one leaves what it spent so far). Only the eval
+    log is read, never the command's output, so a candidate's code cannot report less; a
+    value that is negative or not finite counts as none."""
+    if run.eval_log_path is None:
+        return 0, 0.0
+    values = parse_summary(run.trusted_output())
+    tokens, cost = values.get(EVAL_TOKENS, 0.0), values.get(EVAL_COST_USD, 0.0)
+    tokens = tokens if math.isfinite(tokens) and tokens > 0 else 0.0
+    cost = cost if math.isfinite(cost) and cost > 0 else 0.0
+    return int(tokens), float(cost)
+
+
+def feedback_key(tag: str, experiment: int) -> str:
+    """The ledger's meta key of an experiment's latest ``Objective.feedback`` text."""
+    return f"feedback:{tag}:{experiment}"
 
 
 def report_key(tag: str) -> str:

@@ -234,6 +234,9 @@ class Context:
     older_summary: str = ""
     last_failure: str | None = None
     editable_globs: tuple[str, ...] = ()
+    # The objective's feedback (``Objective.feedback``) on the incumbent's and the last
+    # experiment's runs: e.g. the evaluation's failing criteria. Untrusted data.
+    feedback: str = ""
 
 
 @dataclass(frozen=True)
@@ -264,6 +267,9 @@ class ExperimentRecord:
     started_at: float | None = None
     finished_at: float | None = None
     log_path: str | None = None
+    # What the fixed evaluator spent on this experiment's runs (model calls of a prompt eval).
+    eval_tokens: int = 0
+    eval_cost_usd: float = 0.0
 
 
 @dataclass(frozen=True)

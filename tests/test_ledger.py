@@ -101,7 +101,7 @@ def test_a_schema_1_ledger_is_migrated_and_its_baseline_marked(tmp_path: Path) -
     finally:
         led.close()
     db = sqlite3.connect(path)
-    assert db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("2",)
+    assert db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("3",)
     db.close()
     # Opening it again changes nothing more.
     again = Ledger(path)
@@ -216,3 +216,26 @@ def test_status_reads_a_schema_1_ledger_as_it_is(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     data = json.loads(res.output)
     assert data["tag"] == "old" and data["baseline_value"] == 11.0
+
+
+def test_a_schema_2_ledger_is_read_by_status_and_report_readers(tmp_path: Path) -> None:
+    # A ledger written before the eval-spend columns (schema 2): a read-only opener (status,
+    # report, dashboard) upgrades it once and reads its rows.
+    path = tmp_path / "ledger.sqlite"
+    led = Ledger(path)
+    led.create_tag("t", "autoresearch/t", "a" * 40, None, "score", "minimize", {}, {})
+    exp = led.begin("t", "a" * 40, "baseline", "baseline", kind=ExperimentKind.BASELINE)
+    led.finish(exp, Status.KEEP, "baseline", commit_sha="a" * 40, value=3.0)
+    led.close()
+    db = sqlite3.connect(path)
+    db.execute("ALTER TABLE experiments DROP COLUMN eval_tokens")
+    db.execute("ALTER TABLE experiments DROP COLUMN eval_cost_usd")
+    db.execute("UPDATE meta SET value='2' WHERE key='schema_version'")
+    db.commit()
+    db.close()
+    reader = Ledger.open_readonly(path)
+    try:
+        (rec,) = reader.records("t")
+        assert rec.value == 3.0 and rec.eval_tokens == 0 and rec.eval_cost_usd == 0.0
+    finally:
+        reader.close()

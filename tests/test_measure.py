@@ -21,7 +21,7 @@ from autoresearch import (
     Status,
     Verdict,
 )
-from autoresearch.acceptance import Repeated
+from autoresearch.acceptance import Repeated, Sequential
 from autoresearch.testing import FakeRun, FakeSandbox, Scripted, make_toy_domain, toy_run
 
 
@@ -58,12 +58,14 @@ def test_repeats_are_interleaved_with_runs_of_the_incumbents_files(tmp_path: Pat
         runs = led.runs("i")
         kept = led.history("i")[1]
     kinds = [r.kind for r in runs]
+    # C I C I C I: each candidate run with the incumbent run right after it, its pair.
     assert kinds == ["baseline"] + ["calibration"] * 4 + [
         "candidate",
         "incumbent",
         "re-measure",
         "incumbent",
         "re-measure",
+        "incumbent",
     ]
     # Incumbent runs ran the parent's params.py, the candidate's runs its own.
     by_kind = {
@@ -228,3 +230,32 @@ def test_a_policy_that_only_asks_for_incumbent_runs_cannot_hang_the_loop(toy: Pa
         toy, proposer=Scripted([set_x(3.0)]), acceptance=IncumbentOnly(), sandbox=sandbox, tag="h"
     ).run()
     assert ledger_records(toy, "h")[1].status is Status.DISCARD
+
+
+class Recording(Sequential):
+    """The built-in sequential policy, noting the evidence of every decision."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[Evidence] = []
+
+    def decide(self, evidence: Evidence) -> Decision:
+        self.seen.append(evidence)
+        return super().decide(evidence)
+
+
+def test_sequential_gets_the_incumbent_runs_beside_each_candidate_run(tmp_path: Path) -> None:
+    d = make_toy_domain(tmp_path / "t", git=True, noise=0.3)
+    policy = Recording()
+    Loop.from_dir(d, proposer=Scripted([set_x(3.0)]), acceptance=policy, tag="p").run()
+    with open_ledger(d) as led:
+        runs = [r for r in led.runs("p") if r.experiment_id == 2]
+        kept = led.history("p")[1]
+    kinds = [r.kind for r in runs]
+    # The first run screens; then its pair, and a candidate run with its pair at a time.
+    assert kinds == ["candidate", "incumbent"] + ["incumbent", "re-measure"] * 6, kinds
+    final = policy.seen[-1]
+    assert final.paired == tuple(r.value for r in runs if r.kind == "incumbent")
+    assert final.candidate == tuple(r.value for r in runs if r.kind != "incumbent")
+    assert [len(e.paired or ()) for e in policy.seen] == [0, 1, 2, 3, 4, 5, 6, 7]
+    assert kept.status is Status.KEEP and "7 pairs" in kept.reason

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import replace
 from pathlib import Path
 
 from conftest import ledger_records
 from typer.testing import CliRunner
 
-from autoresearch import Candidate, Edit, Loop, Status
+from autoresearch import Candidate, Decision, Edit, Evidence, Loop, RunSpec, Status
 from autoresearch._git import init_repo
 from autoresearch._ledger import Ledger
+from autoresearch.acceptance import Sequential
+from autoresearch.acceptance._policies import DEFAULT_CALIBRATION_RUNS
 from autoresearch.cli import app
-from autoresearch.testing import Scripted, make_toy_domain
+from autoresearch.testing import FakeRun, FakeSandbox, Scripted, make_toy_domain, toy_run
 
 
 def _set(x: float, desc: str) -> Candidate:
@@ -89,3 +92,60 @@ def test_greedy_keeps_a_lucky_reseed_that_sequential_rejects(tmp_path: Path) -> 
     # Sequential measures the incumbent's noise and the candidate again: it is not fooled.
     assert s_lucky.status is Status.DISCARD, s_lucky.reason
     assert seq.counts["keep"] == 1 and seq.best_commit != s_lucky.commit
+
+
+class Drifting(FakeSandbox):
+    """The toy's runs, with a load that arrives after the baseline and its calibration:
+    every later run scores ``shift`` lower (better), the incumbent's and the candidate's
+    alike, as a change in the machine's load moves a timing."""
+
+    def __init__(self, settled_runs: int, shift: float) -> None:
+        super().__init__(self._run)
+        self.settled_runs, self.shift = settled_runs, shift
+
+    def _run(self, spec: RunSpec) -> str | FakeRun:
+        out = toy_run(spec)
+        assert isinstance(out, str)
+        if len(self.specs) <= self.settled_runs:
+            return out
+        score = float(out.rsplit("score:", 1)[1])
+        return out.replace(f"score: {score:.6f}", f"score: {score - self.shift:.6f}")
+
+
+class WithoutPairs(Sequential):
+    """The rule before pairing: the incumbent runs beside the candidate's are not used."""
+
+    def decide(self, evidence: Evidence) -> Decision:
+        return super().decide(replace(evidence, paired=None))
+
+
+def test_a_load_that_came_after_calibration_is_not_a_keep(tmp_path: Path) -> None:
+    d = make_toy_domain(tmp_path / "t", git=True, noise=NOISE)
+    comment = Candidate(
+        "same code, new comment",
+        (Edit("params.py", search="# first coordinate", replace="# the first coordinate"),),
+    )
+    settled = 1 + DEFAULT_CALIBRATION_RUNS  # the baseline and its calibration
+    shift = 10 * NOISE
+    old = Loop.from_dir(
+        d,
+        proposer=Scripted([comment]),
+        acceptance=WithoutPairs(),
+        sandbox=Drifting(settled, shift),
+        tag="old",
+    ).run()
+    new = Loop.from_dir(
+        d,
+        proposer=Scripted([comment]),
+        acceptance=Sequential(),
+        sandbox=Drifting(settled, shift),
+        tag="new",
+    ).run()
+    # Compared with the incumbent's runs from before the load, the drift is a 10-sigma
+    # gain: the rule before pairing keeps the comment.
+    assert ledger_records(d, "old")[1].status is Status.KEEP and old.counts["keep"] == 2
+    # Against the incumbent runs taken beside its own, it is no gain at all.
+    rec = ledger_records(d, "new")[1]
+    assert rec.status is Status.DISCARD, rec.reason
+    assert "beside" in rec.reason or "pairs" in rec.reason
+    assert new.counts["keep"] == 1

@@ -1,5 +1,6 @@
 """Acceptance policies: keep, discard or measure more. ``greedy`` is the upstream rule; the
-noise-aware ones (``threshold``, ``repeated``, ``sequential``) measure the noise first.
+noise-aware ones (``threshold``, ``repeated``, ``sequential``) measure the noise first;
+``paired`` decides a throughput or latency benchmark on side-by-side A/B pairs alone.
 
 ``POLICIES`` maps a config name to its class; installed packages add their own through the
 ``autoresearch.acceptance`` entry-point group.
@@ -16,14 +17,21 @@ from autoresearch.acceptance._base import (
     Verdict,
     make_acceptance,
 )
+from autoresearch.acceptance._paired import Paired, machine_summary
 from autoresearch.acceptance._policies import NoiseAware, Repeated, Sequential, Threshold
-from autoresearch.acceptance._stats import bootstrap_p_better, pooled_sigma, welch_t_test
+from autoresearch.acceptance._stats import (
+    bootstrap_p_better,
+    median_interval,
+    pooled_sigma,
+    welch_t_test,
+)
 
 POLICIES = _Registry(
     "acceptance policy",
     _GROUP,
     {
         "greedy": "autoresearch.acceptance._base:Greedy",
+        "paired": "autoresearch.acceptance._paired:Paired",
         "repeated": "autoresearch.acceptance._policies:Repeated",
         "sequential": "autoresearch.acceptance._policies:Sequential",
         "threshold": "autoresearch.acceptance._policies:Threshold",
@@ -37,12 +45,15 @@ __all__ = [
     "Evidence",
     "Greedy",
     "NoiseAware",
+    "Paired",
     "Repeated",
     "Sequential",
     "Threshold",
     "Verdict",
     "bootstrap_p_better",
+    "machine_summary",
     "make_acceptance",
+    "median_interval",
     "pooled_sigma",
     "welch_t_test",
 ]

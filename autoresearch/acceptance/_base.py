@@ -39,12 +39,27 @@ class Decision:
 class Evidence:
     """What a policy decides on. Values are primary metrics, oriented as measured;
     ``better(a, b)`` in the policy uses ``direction``. ``noise_sigma`` is the calibrated
-    standard deviation of one run of the incumbent (None until measured)."""
+    standard deviation of one run of the incumbent (None until measured); ``incumbent``
+    holds every run of the incumbent, however long ago it was taken.
+
+    ``paired`` holds the incumbent's runs taken during this experiment, in order:
+    ``paired[k]`` ran beside ``candidate[k]`` (right after or right before it; NaN: that run
+    failed), so a pair shares the machine's load of its moment, which runs minutes apart do
+    not. The loop always fills it (``()`` before the first incumbent run). ``None`` says the
+    caller takes no such runs (a driver of its own): the built-in policies then compare with
+    ``incumbent``'s mean, as they did before pairing, and ask for no pairs."""
 
     candidate: Sequence[float]
     incumbent: Sequence[float]
     direction: str
     noise_sigma: float | None = None
+    paired: Sequence[float] | None = None
+
+    def pairs(self) -> list[tuple[float, float]]:
+        """(candidate, incumbent) runs taken side by side; failed incumbent runs left out."""
+        if self.paired is None:
+            return []
+        return [(c, i) for c, i in zip(self.candidate, self.paired, strict=False) if i == i]
 
     def improvement(self, a: float, b: float) -> float:
         """How much better ``a`` is than ``b`` (positive = better) in metric units."""
@@ -100,14 +115,16 @@ def _format(owner: str, err: ValidationError) -> str:
     return f"{owner}: {problems}"
 
 
-def better_or_worse(gain: float) -> str:
-    """An oriented gain (positive: better, whatever the direction) in words: "0.34 better",
-    "2.12 worse", "no change"."""
+def better_or_worse(gain: float, than: str = "") -> str:
+    """An oriented gain (positive: better, whatever the direction) in words, compared with
+    ``than`` when given: "0.34 better than the incumbent", "2.12 worse", and for a gain of
+    exactly 0 "the same as the incumbent" (never "no change than the incumbent")."""
+    tail = f" than {than}" if than else ""
     if gain > 0:
-        return f"{gain:.6g} better"
+        return f"{gain:.6g} better{tail}"
     if gain < 0:
-        return f"{-gain:.6g} worse"
-    return "no change"
+        return f"{-gain:.6g} worse{tail}"
+    return f"the same as {than}" if than else "no change"
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -127,12 +144,12 @@ class Greedy(Acceptance):
         if gain > self.config.min_delta:
             return Decision(
                 Verdict.KEEP,
-                f"{better_or_worse(gain)} than the incumbent, above min_delta "
+                f"{better_or_worse(gain, 'the incumbent')}, above min_delta "
                 f"{self.config.min_delta:g}",
             )
         return Decision(
             Verdict.DISCARD,
-            f"{better_or_worse(gain)} than the incumbent, not above min_delta "
+            f"{better_or_worse(gain, 'the incumbent')}, not above min_delta "
             f"{self.config.min_delta:g}",
         )
 

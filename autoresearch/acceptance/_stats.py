@@ -8,6 +8,7 @@ Every function takes plain sequences of floats, larger-is-better unless it says 
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -45,6 +46,20 @@ def estimate_sigma(values: Sequence[float]) -> float | None:
     if len(values) < 2:
         return None
     return math.sqrt(sample_variance(values))
+
+
+def successive_difference_sigma(values: Sequence[float]) -> float | None:
+    """The noise of one run from runs of one thing taken in order: the von Neumann (MSSD)
+    estimator, sigma^2 = sum((x[i+1] - x[i])^2) / (2 (n - 1)). Unlike the sample standard
+    deviation it barely grows when the mean drifts slowly across the runs, so a load that
+    shifted every run's mean between them does not pass for noise. NaNs (failed runs) are
+    left out; None below two runs."""
+    xs = [v for v in values if v == v]
+    if len(xs) < 2:
+        return None
+    return math.sqrt(
+        math.fsum((b - a) ** 2 for a, b in itertools.pairwise(xs)) / (2 * (len(xs) - 1))
+    )
 
 
 def pooled_sigma(groups: Iterable[Sequence[float]]) -> float | None:
@@ -198,3 +213,45 @@ def z_test_p(diff: float, sigma: float, n_a: int, n_b: int) -> float:
         return 0.0 if diff > 0 else 1.0 if diff < 0 else 0.5
     se = sigma * math.sqrt(1.0 / n_a + 1.0 / n_b)
     return 1.0 - normal_cdf(diff / se)
+
+
+def median(values: Sequence[float]) -> float:
+    if not values:
+        raise ValueError("median of no values")
+    s = sorted(values)
+    mid = len(s) // 2
+    return s[mid] if len(s) % 2 else (s[mid - 1] + s[mid]) / 2.0
+
+
+def median_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
+    """A distribution-free interval of the median: the order statistics (x_(k), x_(n+1-k))
+    with the largest k whose coverage, 1 - 2 P(Binomial(n, 1/2) < k) (the sign test), is
+    at least ``confidence``. (-inf, inf) when even (min, max) falls short (n < 6 at 95%)."""
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    s = sorted(values)
+    n = len(s)
+    best = None
+    below = 0.0  # P(B < k)
+    for k in range(1, n // 2 + 1):
+        below += math.comb(n, k - 1) / 2.0**n
+        if 1.0 - 2.0 * below >= confidence:
+            best = k
+        else:
+            break
+    if best is None:
+        return -math.inf, math.inf
+    return s[best - 1], s[n - best]
+
+
+def paired_t_p(diffs: Sequence[float]) -> float:
+    """One-sided p of H1: mean(diffs) > 0 (a one-sample t-test on paired differences);
+    needs two differences. Zero spread: p is 0, 1 or 0.5 by the sign of the mean."""
+    n = len(diffs)
+    if n < 2:
+        raise ValueError(f"a paired t-test needs at least 2 differences, got {n}")
+    m = mean(diffs)
+    var = sample_variance(diffs)
+    if var == 0.0:
+        return 0.0 if m > 0 else 1.0 if m < 0 else 0.5
+    return student_t_sf(m / math.sqrt(var / n), n - 1)

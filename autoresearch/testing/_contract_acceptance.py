@@ -15,9 +15,15 @@ class AcceptanceContract:
     evidence (no sigma yet, one incumbent run, a deterministic metric, either direction);
     the policy is pure (the same evidence, the same decision, whatever came between) and
     symmetric in the direction; ``calibration_runs`` is a count; driven the way the loop
-    drives it (runs asked for, up to ``max_runs_per_candidate``), it decides within a bounded
-    number of rounds, keeps a candidate far better than the incumbent and never keeps one
-    far worse.
+    drives it (runs asked for, up to ``max_runs_per_candidate``; every incumbent run it asks
+    for taken beside the candidate's and passed as ``Evidence.paired``), it decides within a
+    bounded number of rounds, keeps a candidate far better than the incumbent and never
+    keeps one far worse. Driven by a caller that takes no pairs (``paired=None``), it still
+    decides and never keeps a far worse candidate.
+
+    Set ``holds_under_drift = True`` for a policy whose keeps rest on pairs: it must then
+    not keep an unchanged candidate whose runs (and the incumbent runs beside them) all came
+    during a load that shifted every run's value far past the incumbent's older runs.
     """
 
     #: The standard deviation of one run in the simulated streams (metric units).
@@ -26,6 +32,10 @@ class AcceptanceContract:
     clear_gap_sigma: float = 50.0
     #: Rounds of decide() after which the policy counts as never deciding.
     max_rounds: int = 100
+    #: Whether the policy claims that a drift of the machine's load cannot make a keep.
+    holds_under_drift: bool = False
+    #: How far (in sigma) that drift shifts every run taken during the experiment.
+    drift_sigma: float = 8.0
 
     def make_acceptance(self) -> Acceptance:
         """Build the policy under test."""
@@ -59,6 +69,7 @@ class AcceptanceContract:
                 tuple(-v for v in e.incumbent),
                 "minimize",
                 e.noise_sigma,
+                None if e.paired is None else tuple(-v for v in e.paired),
             )
             a, b = policy.decide(e), policy.decide(flipped)
             assert (a.verdict, a.more_candidate, a.more_incumbent) == (
@@ -93,6 +104,33 @@ class AcceptanceContract:
                     f"a candidate {self.clear_gap_sigma:g} sigma worse ({direction}) was kept"
                 )
 
+    def test_without_pairs_it_still_decides_and_never_keeps_a_clearly_worse_one(self) -> None:
+        for direction in ("maximize", "minimize"):
+            for seed in range(3):
+                verdict = self._drive(-self.clear_gap_sigma, direction, seed, pairs=False)
+                assert verdict is Verdict.DISCARD, (
+                    f"without pairs, a candidate {self.clear_gap_sigma:g} sigma worse "
+                    f"({direction}) was kept"
+                )
+                self._drive(self.clear_gap_sigma, direction, seed, pairs=False)  # decides
+
+    def test_a_drift_of_the_load_is_not_a_keep(self) -> None:
+        if not self.holds_under_drift:
+            return
+        trials = [(d, seed) for d in ("maximize", "minimize") for seed in range(12)]
+        kept = [
+            (d, seed)
+            for d, seed in trials
+            if self._drive(0.0, d, seed, drift_sigma=self.drift_sigma) is Verdict.KEEP
+        ]
+        # An unchanged candidate is kept at the policy's false-keep rate (a few percent),
+        # not at the near-certainty a comparison with the incumbent's older runs gives.
+        assert len(kept) <= len(trials) // 4, (
+            f"an unchanged candidate measured under a load that moved every run "
+            f"{self.drift_sigma:g} sigma the good way was kept in {len(kept)} of "
+            f"{len(trials)} trials: {kept}"
+        )
+
     # -- helpers -------------------------------------------------------------------------
     def _evidence(self, direction: str | None = None) -> list[Evidence]:
         s = self.sigma
@@ -106,34 +144,62 @@ class AcceptanceContract:
                 Evidence((1.0 + s / 10,) * 3, inc, d, s),
                 Evidence((1.0,), (1.0,) * 6, d, 0.0),  # a deterministic metric, no change
                 Evidence((1.5,), (1.0,) * 6, d, 0.0),
+                # The loop's evidence: pairs taken beside the candidate's runs, none yet, one
+                # failed (NaN), and a drifted pair.
+                Evidence((1.0 + 3 * s,), inc, d, s, ()),
+                Evidence((1.0 + 3 * s,), inc, d, s, (1.0 + s,)),
+                Evidence((1.0 + 3 * s, 1.0 + 2 * s), inc, d, s, (1.0, float("nan"))),
+                Evidence((1.0 + 9 * s,) * 3, inc, d, s, (1.0 + 9 * s,) * 3),
+                Evidence((1.0,), (1.0,) * 6, d, 0.0, ()),
             ]
         return out
 
-    def _drive(self, gap_sigma: float, direction: str, seed: int) -> Verdict:
+    def _drive(
+        self,
+        gap_sigma: float,
+        direction: str,
+        seed: int,
+        *,
+        pairs: bool = True,
+        drift_sigma: float = 0.0,
+    ) -> Verdict:
         """Decide on a candidate ``gap_sigma`` better than the incumbent, as the loop does:
-        the baseline and calibration runs first, then whatever MEASURE asks for."""
+        the baseline and calibration runs first, then whatever MEASURE asks for, each
+        incumbent run of the experiment passed as ``paired`` (``pairs=False``: a caller that
+        takes none). ``drift_sigma`` moves every run of the experiment by that many sigma
+        the good way, as a change of the machine's load would."""
         policy = self.make_acceptance()
         rng = random.Random(seed)
         sign = 1.0 if direction == "maximize" else -1.0
         inc_mean, cand_mean = 1.0, 1.0 + sign * gap_sigma * self.sigma
+        shift = sign * drift_sigma * self.sigma
 
         def draw(mean: float) -> float:
             return mean + rng.gauss(0.0, self.sigma)
 
         incumbent = [draw(inc_mean) for _ in range(1 + policy.calibration_runs(0))]
-        candidate = [draw(cand_mean)]
+        sigma = statistics.stdev(incumbent) if len(incumbent) >= 2 else None
+        candidate = [draw(cand_mean) + shift]
+        paired: list[float] = []
         for _ in range(self.max_rounds):
-            sigma = statistics.stdev(incumbent) if len(incumbent) >= 2 else None
-            d = policy.decide(Evidence(tuple(candidate), tuple(incumbent), direction, sigma))
+            evidence = Evidence(
+                tuple(candidate),
+                tuple(incumbent),
+                direction,
+                sigma,
+                tuple(paired) if pairs else None,
+            )
+            d = policy.decide(evidence)
             if d.verdict is not Verdict.MEASURE:
                 return d.verdict
-            if len(candidate) >= policy.max_runs_per_candidate:
+            if d.more_candidate > 0 and len(candidate) >= policy.max_runs_per_candidate:
                 return Verdict.DISCARD  # past the limit, a MEASURE counts as a discard
             for i in range(max(d.more_candidate, d.more_incumbent)):
                 if i < d.more_incumbent:
-                    incumbent.append(draw(inc_mean))
+                    incumbent.append(draw(inc_mean) + shift)
+                    paired.append(incumbent[-1])
                 if i < d.more_candidate:
-                    candidate.append(draw(cand_mean))
+                    candidate.append(draw(cand_mean) + shift)
         raise AssertionError(f"no decision after {self.max_rounds} rounds of runs")
 
 
