@@ -12,18 +12,20 @@ from autoresearch._config import (
     ObjectiveConfig,
     ProposerConfig,
     ResearchConfig,
+    TrackingConfig,
 )
 from autoresearch.proposers import AgentConfig
 from autoresearch.proposers.llm import LLMConfig
 
 _SECTIONS: tuple[tuple[str, type[BaseModel], tuple[str, ...]], ...] = (
-    ("top level", ResearchConfig, ("objective", "acceptance", "proposer")),
+    ("top level", ResearchConfig, ("objective", "acceptance", "proposer", "tracking")),
     ("[objective]", ObjectiveConfig, ()),
     ("[acceptance]", AcceptanceConfig, ()),
     ("[proposer]", ProposerConfig, ("knobs",)),
     ("[[proposer.knobs]]", KnobSpec, ()),
     ("[proposer.llm]", LLMConfig, ()),
     ("[proposer.agent]", AgentConfig, ()),
+    ("[tracking]", TrackingConfig, ()),
     ("[presets.NAME]", ResearchConfig, ()),
 )
 

@@ -32,6 +32,48 @@ def namespaces() -> None:
     pytest.skip(f"no namespaces here: {why}")
 
 
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+@pytest.fixture
+def chromium() -> Iterator[object]:
+    """A headless Chromium driven by selenium (Debian's ``chromium`` and ``chromium-driver``:
+    a browser download does not work here). Skipped where they are missing, but under CI
+    (``CI=true``, whose setup installs them) a missing browser fails the test."""
+    import shutil
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    why = None
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        why = "selenium is not installed (pip install -e '.[dev]')"
+    if why is None and (browser is None or driver is None):
+        why = "no chromium/chromedriver (apt-get install chromium chromium-driver)"
+    if why is not None:
+        if in_ci():
+            pytest.fail(f"CI=true but the browser test cannot run: {why}")
+        pytest.skip(why)
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(browser)
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--window-size=1280,1400",
+    ):
+        options.add_argument(arg)
+    web = webdriver.Chrome(service=Service(str(driver)), options=options)
+    try:
+        yield web
+    finally:
+        web.quit()
+
+
 @pytest.fixture(params=["namespaces", "none"])
 def isolation(request: pytest.FixtureRequest) -> str:
     """Each test that takes it runs twice: in namespaces (the ``namespaces`` fixture decides

@@ -42,6 +42,7 @@ from autoresearch._measure import metric_name
 from autoresearch._types import Status
 from autoresearch.acceptance import POLICIES
 from autoresearch.cli._progress import Printer
+from autoresearch.cli._report_cmds import MLFLOW_HELP, RunCommand, register_report_commands
 from autoresearch.cli._text import STATUS_STYLE as _STATUS_STYLE
 from autoresearch.cli._text import clip, console, err, plural
 from autoresearch.cli._text import fmt as _fmt
@@ -146,7 +147,7 @@ def _resume_hint(domain: Path, tag: str, given: dict[str, object]) -> str:
     return shlex.join(words)
 
 
-@app.command()
+@app.command(cls=RunCommand)
 def run(
     target: Annotated[
         str, typer.Argument(help="A folder with an autoresearch.toml, or a bundled domain's name.")
@@ -213,6 +214,7 @@ def run(
             help="When output is not a terminal, print a line at least this often (seconds).",
         ),
     ] = HEARTBEAT_S,
+    mlflow: Annotated[str | None, typer.Option(help=MLFLOW_HELP)] = None,
 ) -> None:
     """Run the research loop on TARGET until a budget ends or Ctrl-C."""
     with _user_errors(), _own_lines():
@@ -235,6 +237,7 @@ def run(
             gpu_ids=gpu_ids,
             on_event=printer,
             unsafe_no_isolation=unsafe_no_isolation,
+            overrides={"tracking.mlflow": mlflow} if mlflow else None,
         )
         printer.metric = metric_name(loop.config, loop.objective)
         printer.watch(loop)
@@ -284,6 +287,7 @@ def run(
             "--max-hours": max_hours,
             "--max-cost-usd": max_cost_usd,
             "--max-tokens": max_tokens,
+            "--mlflow": mlflow,
         }
         hint = _resume_hint(domain, summary.tag, given)
         if unsafe_no_isolation:
@@ -423,6 +427,14 @@ def init(
             "budget, 10-minute kill; its results.tsv is imported as history.",
         ),
     ] = False,
+    gate_command: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--gate-command",
+            help="Command that must pass before a keep, e.g. 'python -m pytest -q' "
+            "(repeatable: tests, type check, lint).",
+        ),
+    ] = None,
     force: Annotated[
         bool, typer.Option("--force", help="Overwrite an existing autoresearch.toml.")
     ] = False,
@@ -455,6 +467,7 @@ def init(
                 time_budget_s=time_budget_s,
                 timeout_s=timeout_s,
                 memory_limit_mb=memory_limit_mb,
+                gate_command=gate_command,
                 force=force,
             )
     except ConfigError as e:
@@ -485,8 +498,31 @@ def new(
     console.print(f"then: autoresearch run {path} --max-experiments 5")
 
 
+# report, dashboard, confirm: after the commands above, so `--help` lists them in that order.
+register_report_commands(app)
+
+
+# Command groups whose code lives outside the core CLI (a field's module, a plug-in):
+# "name" -> "module:typer_app", imported only when the group is named; third-party ones
+# register under the entry-point group "autoresearch.commands".
+COMMAND_GROUPS = {"scenarios": "autoresearch.objectives.prompts_generate:app"}
+
+
+def _command_group(name: str) -> Any:
+    from importlib.metadata import entry_points
+
+    from autoresearch._registry import import_path
+
+    found = {ep.name: ep.value for ep in entry_points(group="autoresearch.commands")}
+    target = {**found, **COMMAND_GROUPS}.get(name)
+    return import_path(target, "command group") if target else None
+
+
 def main() -> None:
+    group = _command_group(sys.argv[1]) if len(sys.argv) > 1 else None
     try:
+        if group is not None:
+            group(args=sys.argv[2:], prog_name=f"autoresearch {sys.argv[1]}")
         app()
     except KeyboardInterrupt:
         err.print("interrupted")

@@ -56,7 +56,32 @@ def figures_text(data: dict[str, Any]) -> str:
     """The figures of `status`'s summary line, from `status_data`: baseline and best, each
     labelled with the runs it rests on, and the noise estimate with its runs."""
     best = figure_text(data["best_value"], data["best_label"], (data["best_commit"] or "")[:7])
-    return (
+    text = (
         f"baseline {figure_text(data['baseline_value'], data['baseline_label'])} → best {best}; "
         f"noise {noise_text(data['noise_sigma'], data['noise_runs'], data['noise_commits'])}"
+    )
+    confirm = data.get("confirm")
+    return f"{text}; {confirm_text(confirm)}" if confirm else text
+
+
+def confirm_text(result: dict[str, Any]) -> str:
+    """The latest `confirm`, in a line: effect, interval, p and how much of the claim held
+    (or, for a deterministic domain, that the holdout is the check)."""
+    runs = result.get("runs", 0)
+    of = str(result.get("best_commit") or "")[:7]
+    if result.get("stale"):
+        return (
+            f"confirm: the latest one checked an earlier best ({of}), not the current one; "
+            "run `autoresearch confirm` again"
+        )
+    if result.get("deterministic"):
+        return f"confirm of {of} ({runs} runs each): {result.get('note', '')}"
+    share = result.get("replicated_fraction")
+    held = f", {share:.0%} of the claimed gain replicated" if share is not None else ""
+    verdict = "confirmed" if result.get("confirmed") else "not confirmed"
+    return (
+        f"confirm of {of} ({runs} runs each, fresh seeds): {verdict}, effect "
+        f"{result['effect']:+.4g} [{result['ci_low']:+.4g}, {result['ci_high']:+.4g}] "
+        f"(95%, improvement), p {result['p_value']:.3g}{held}"
+        + (f", {result['failed_runs']} run(s) failed" if result.get("failed_runs") else "")
     )

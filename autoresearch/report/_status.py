@@ -86,6 +86,8 @@ def status_data(domain: Path, tag: str | None = None, holdout: bool = False) -> 
             "noise_commits": noise.commits,
             "spend": {"tokens": tokens, "cost_usd": round(cost, 6)},
             "report": _objective_report(ledger, tag),
+            # The latest `confirm` (None until one ran), shown beside the claim.
+            "confirm": _latest_confirm(ledger, tag, best.commit if best else None),
             "recent": [
                 {
                     "id": r.id,
@@ -117,6 +119,17 @@ def _row_runs(record: ExperimentRecord) -> int:
     if record.value is None:
         return 0
     return 1 if record.kind is ExperimentKind.BASELINE else record.n_runs
+
+
+def _latest_confirm(ledger: Ledger, tag: str, best_commit: str | None) -> dict[str, Any] | None:
+    """The latest `confirm`'s result; ``stale`` when it confirmed another commit than the
+    current best (a later keep moved the best): it then says nothing of this one."""
+    found = ledger.latest_confirmation(tag)
+    if not found:
+        return None
+    result = dict(found.result)
+    result["stale"] = result.get("best_commit") != best_commit
+    return result
 
 
 def _objective_report(ledger: Ledger, tag: str) -> dict[str, float]:
