@@ -364,6 +364,12 @@ class ResearchConfig(_Model):
         gt=0,
         description="Most MB the run's folder may hold, and its /tmp and $HOME each (None: none).",
     )
+    shared_candidate_cache: bool = Field(
+        False,
+        description="Keep the candidates' AUTORESEARCH_CACHE_DIR from run to run (compiled "
+        "kernels). Off: every run starts with an empty one, so no run can carry state (saved "
+        "weights, a result) into another's.",
+    )
     env_allow: list[str] = Field(
         default_factory=list,
         description="Variables kept although they look like credentials (globs).",

@@ -8,6 +8,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import statistics
 import tempfile
 from collections.abc import Callable, Iterable
@@ -239,6 +240,12 @@ class Measurer:
         c = self.config
         data = self._data
         cache, eval_cache = run_caches(c.name or self.domain_dir.name)
+        if not c.shared_candidate_cache:
+            # Runs are one at a time: one folder, emptied before each. A cache that outlived
+            # the run would let a candidate train on in its repeats, or pass a result on.
+            cache = cache.with_name("candidate-run")
+            shutil.rmtree(cache, ignore_errors=True)
+            cache.mkdir(parents=True, exist_ok=True)
         return RunSpec(
             workdir=domain,
             command=c.command,
