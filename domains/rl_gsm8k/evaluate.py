@@ -99,6 +99,11 @@ def _checked_tensor(name: str, got: torch.Tensor, shape: torch.Size, where: Path
     return got
 
 
+def _as(got: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``got`` in ``like``'s dtype (a non-float tensor is left for the check to refuse)."""
+    return got.to(like.dtype) if got.is_floating_point() else got
+
+
 def load_full(model: torch.nn.Module, path: Path) -> None:
     """Every weight from ``path``: exactly the architecture's names (tied aliases may be
     absent or equal) and shapes."""
@@ -115,10 +120,11 @@ def load_full(model: torch.nn.Module, path: Path) -> None:
         )
     with torch.no_grad():
         for name, target in expected.items():
-            target.copy_(_checked_tensor(name, saved[name], target.shape, path).to(target.dtype))
+            # Cast first, then check: a float64 1e300 is finite until it becomes inf here.
+            target.copy_(_checked_tensor(name, _as(saved[name], target), target.shape, path))
         for name in set(saved) - set(expected):  # a tied alias: must hold the same values
             alias = all_names[name]
-            got = _checked_tensor(name, saved[name], alias.shape, path).to(alias.dtype)
+            got = _checked_tensor(name, _as(saved[name], alias), alias.shape, path)
             if not torch.equal(got, alias):
                 raise WeightsError(f"{path}: {name} is tied to another weight but differs from it")
 
@@ -137,6 +143,7 @@ def _lora_scale(config_path: Path, rank: int) -> float:
     r, alpha = cfg.get("r"), cfg.get("lora_alpha")
     if (
         type(r) is not int
+        or r < 1
         or r != rank
         or not isinstance(alpha, (int, float))
         or isinstance(alpha, bool)
@@ -334,31 +341,39 @@ def main() -> None:
     trained = prepare.output_dir().resolve()
     model, what = build_model(s, trained)
     tok = tokenizer(s)
-    problems = selection + holdout
-    texts = prompts(tok, [p["question"] for p in problems], s)
-    t_gen = time.time()
-    if vllm_usable(dev):
-        completions, n_tokens = generate_vllm(model, tok, texts, s)
-        engine = "vllm"
-    else:
-        completions, n_tokens = generate_hf(model, tok, texts, s, dev)
-        engine = "hf"
-    gen_s = time.time() - t_gen
-    answers = [p["answer"] for p in problems]
-    sel = score(completions[: len(selection)], answers[: len(selection)], check)
-    hold = score(completions[len(selection) :], answers[len(selection) :], check) if holdout else {}
+    engine = "vllm" if vllm_usable(dev) else "hf"
+
+    def generate(split: list[dict[str, str]]) -> tuple[list[str], int, float]:
+        texts = prompts(tok, [p["question"] for p in split], s)
+        t_gen = time.time()
+        if engine == "vllm":
+            completions, n_tokens = generate_vllm(model, tok, texts, s)
+        else:
+            completions, n_tokens = generate_hf(model, tok, texts, s, dev)
+        return completions, n_tokens, time.time() - t_gen
+
+    # The selection and the holdout are generated and timed apart: every printed figure
+    # (the proposer sees them) comes from the selection alone, so a model that answers the
+    # holdout's questions longer or shorter tells nothing.
+    completions, n_tokens, gen_s = generate(selection)
+    sel = score(completions, [p["answer"] for p in selection], check)
     eval_s = time.time() - t0
+    hold: dict[str, float | int] = {}
+    if holdout:
+        h_completions, h_tokens, _ = generate(holdout)
+        hold = score(h_completions, [p["answer"] for p in holdout], check)
+        hold["mean_completion_tokens"] = h_tokens / len(holdout)
     figures: dict[str, float | int] = {
         **sel,
         "eval_seconds": eval_s,
         "eval_tokens_per_s": n_tokens / max(gen_s, 1e-9),
-        "mean_completion_tokens": n_tokens / max(len(problems), 1),
+        "mean_completion_tokens": n_tokens / max(len(selection), 1),
     }
     # Written before the summary is printed: the objective checks the two agree.
     Path(METRICS_FILE).write_text(
         json.dumps({"selection": sel, "holdout": hold, "engine": engine}, indent=1), "utf-8"
     )
-    print(f"model: the harness's architecture with {what} from {trained.name}/")
+    print(f"model: the harness's architecture with {what} from {trained.name!r}")
     print(f"generation: {engine}, greedy, max {s.eval_max_tokens} new tokens, batch {s.eval_batch}")
     # No problem, answer or completion is printed: this log reaches the proposer on failures.
     print(f"selection: {len(selection)} problems; holdout: {len(holdout)} (figures not shown)")
