@@ -58,7 +58,9 @@ HEARTBEAT_S = 60.0
 def _choices() -> str:
     return (
         f"Acceptance policies (--acceptance, acceptance.policy): {', '.join(POLICIES.names())}. "
-        f"Proposers (--proposer, proposer.name): {', '.join(PROPOSERS.names())}."
+        f"Proposers (--proposer, proposer.name): {', '.join(PROPOSERS.names())}. "
+        "Command groups: scenarios (scenario suites for conversation evals: "
+        "autoresearch scenarios generate DIR --n N)."
     )
 
 
