@@ -36,7 +36,6 @@ from autoresearch._measure import (
     summarize,
 )
 from autoresearch._objective import Objective, has_report, report_key
-from autoresearch._scope import glob_match
 from autoresearch._session import Session
 from autoresearch._types import (
     GATE_RUN,
@@ -253,11 +252,8 @@ class Pipeline:
 
     def _fixed_bytes(self, domain: Path) -> dict[str, bytes]:
         snap = self.s.workspace.snapshot(domain)
-        return {
-            rel: (domain / rel).read_bytes()
-            for rel in sorted(snap)
-            if not glob_match(rel, self.config.editable)
-        }
+        editable = self.m._editable_in(snap)
+        return {rel: (domain / rel).read_bytes() for rel in sorted(snap) if rel not in editable}
 
     def _gate_command(self, exp: int, worktree: Path, folder: Path) -> GateOutcome | None:
         """The gate commands on the candidate's committed files (what its runs left is

@@ -23,6 +23,7 @@ outputs in the trusted parent (``domains/sim_speed/harness.py`` does), or in an 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -98,7 +99,6 @@ def shadowing_modules(created: Iterable[str]) -> list[str]:
     ``json.py``): ``python -m pytest`` puts the working folder first on ``sys.path``, so a
     planted ``pytest.py`` would be the test runner. Only new files count: a repository's own
     package may well be installed (an editable install) and is edited in place."""
-    names = _importable_names()
     out = []
     for path in created:
         parts = path.split("/")
@@ -109,12 +109,15 @@ def shadowing_modules(created: Iterable[str]) -> list[str]:
             module = leaf.split(".", 1)[0]
         else:
             continue
-        if module in names:
+        if module in _importable_names():
             out.append(path)
     return out
 
 
+@functools.cache
 def _importable_names() -> frozenset[str]:
+    """Read once per driver: scanning every installed distribution's metadata is not free,
+    and the set does not change during a run."""
     import importlib.metadata
     import sys
 
